@@ -1,0 +1,59 @@
+"""The aiohttp application: routes, shared state and its lifecycle."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from hub import health, publish, stream
+from hub.auth import TokenVerifier
+from hub.broker import Broker, create_broker
+from hub.config import Settings
+from hub.fanout import FanOut
+from hub.problem import problem_middleware
+from hub.state import HUB, Hub
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, broker: Broker | None = None) -> web.Application:
+    broker = broker or create_broker(settings)
+    hub = Hub(
+        settings=settings,
+        broker=broker,
+        fanout=FanOut(broker),
+        subscriber_tokens=TokenVerifier(
+            settings.subscriber_jwt_key, settings.subscriber_jwt_algorithm, "subscriber"
+        ),
+        publisher_tokens=TokenVerifier(
+            settings.publisher_jwt_key, settings.publisher_jwt_algorithm, "publisher"
+        ),
+    )
+    app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
+    app[HUB] = hub
+    app.router.add_get("/events", stream.events)
+    app.router.add_post("/publish", publish.publish)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.on_startup.append(_start)
+    app.on_shutdown.append(_drain)
+    app.on_cleanup.append(_close)
+    return app
+
+
+async def _start(app: web.Application) -> None:
+    hub = app[HUB]
+    await hub.broker.start(hub.fanout)
+
+
+async def _drain(app: web.Application) -> None:
+    """Stop every open stream cleanly; clients resume elsewhere with their last id."""
+    hub = app[HUB]
+    hub.draining = True
+    log.info("draining: closing %d open stream(s)", len(hub.fanout.streams))
+    hub.fanout.close_all("shutdown")
+
+
+async def _close(app: web.Application) -> None:
+    await app[HUB].broker.close()

@@ -1,0 +1,103 @@
+"""JWT verification for subscribers and publishers, and minting for development.
+
+Subscribers and publishers have separate keys, so a token of one kind never
+works as the other. Only the configured algorithm is accepted (never `none`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from hub.channels import valid_name
+from hub.errors import ConfigError, Unauthorized
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    user: str
+    topic_grants: tuple[str, ...]
+    expires_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Publisher:
+    name: str
+    grants: tuple[str, ...]
+
+
+def _grants(claims: dict[str, Any], claim: str) -> tuple[str, ...]:
+    value = claims.get(claim, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise Unauthorized(f"claim {claim!r} must be a list of strings")
+    return tuple(value)
+
+
+class TokenVerifier:
+    """Checks signature, algorithm, `exp` and `nbf` of one kind of token."""
+
+    def __init__(self, key: str, algorithm: str, kind: str) -> None:
+        if not key:
+            raise ConfigError(f"no {kind} key configured")
+        self._key = key
+        self._algorithm = algorithm
+        self._kind = kind
+
+    def claims(self, token: str) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._key,
+                algorithms=[self._algorithm],
+                options={"require": ["sub"] if self._kind == "subscriber" else []},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("token expired") from None
+        except jwt.ImmatureSignatureError:
+            raise Unauthorized("token not yet valid (nbf)") from None
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized(f"invalid {self._kind} token: {exc}") from None
+        return claims
+
+    def subscriber(self, token: str) -> Subscriber:
+        claims = self.claims(token)
+        user = claims.get("sub")
+        if not valid_name(user):
+            raise Unauthorized("claim 'sub' must be a user id matching [A-Za-z0-9_.@:-]{1,128}")
+        exp = claims.get("exp")
+        return Subscriber(
+            user=str(user),
+            topic_grants=_grants(claims, "topics"),
+            expires_at=float(exp) if isinstance(exp, int | float) else None,
+        )
+
+    def publisher(self, token: str) -> Publisher:
+        claims = self.claims(token)
+        return Publisher(name=str(claims.get("sub", "")), grants=_grants(claims, "publish"))
+
+
+def mint(
+    key: str,
+    algorithm: str,
+    *,
+    sub: str,
+    topics: Sequence[str] = (),
+    publish: Sequence[str] = (),
+    ttl: int | None = 3600,
+) -> str:
+    """A signed token for development and tests (`hub token`)."""
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": sub, "iat": now}
+    if ttl:
+        claims["exp"] = now + ttl
+    if topics:
+        claims["topics"] = list(topics)
+    if publish:
+        claims["publish"] = list(publish)
+    return jwt.encode(claims, key, algorithm=algorithm)

@@ -1,0 +1,95 @@
+"""The Broker interface: where history is kept and live entries come from.
+
+Every channel has an epoch (set when the channel is created, new again after it
+is wiped) and contiguous offsets from 1. An entry's id is `<offset>-0`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from hub.message import Message
+from hub.sse import event_body
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One published message on one channel; `body` is its SSE bytes less the `id:` line."""
+
+    offset: int
+    event: str
+    data: str
+    body: bytes = field(repr=False, compare=False)
+
+    @classmethod
+    def create(cls, offset: int, event: str, data: str) -> Entry:
+        return cls(offset, event, data, event_body(event, data))
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """Entries after a position, read atomically with the channel's epoch and last offset.
+
+    `epoch` is 0 when the channel does not exist (never published, or expired).
+    """
+
+    epoch: int
+    top: int
+    entries: list[Entry]
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    key: str
+    fingerprint: str
+
+
+def entry_id(offset: int) -> str:
+    return f"{offset}-0"
+
+
+class LiveSink(Protocol):
+    """Receives live entries from a broker (the process's fan-out)."""
+
+    def deliver(self, channel: str, epoch: int, entry: Entry) -> None: ...
+
+    def resync(self) -> None:
+        """Live delivery may have missed entries: every subscriber re-reads history."""
+
+
+class Broker(ABC):
+    @abstractmethod
+    async def start(self, sink: LiveSink) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def publish(
+        self, messages: Sequence[Message], idempotency: Idempotency | None = None
+    ) -> list[dict[str, str]]:
+        """Append every message to each of its channels, atomically, in order.
+
+        Returns the entry id per channel for each message. With `idempotency`, a
+        key seen before returns the first answer and publishes nothing;
+        raises IdempotencyConflict when the key was used for another request.
+        """
+
+    @abstractmethod
+    async def history(self, channel: str, after: int | None, limit: int) -> HistoryPage:
+        """Entries with offset > `after`, at most `limit`; only epoch and top when `after` is None."""
+
+    @abstractmethod
+    def subscribe(self, channel: str) -> asyncio.Future[None]:
+        """Add a reference to the live channel; the future completes once it is subscribed."""
+
+    @abstractmethod
+    def unsubscribe(self, channel: str) -> None: ...
+
+    @abstractmethod
+    async def ready(self) -> bool:
+        """True when publishes and live delivery both work."""

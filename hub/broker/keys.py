@@ -1,0 +1,33 @@
+"""Redis key names, in one place.
+
+A channel's keys share the hash tag `{<channel>}` so that its stream, meta hash
+and live channel live in one Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+
+class Keys:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def stream(self, channel: str) -> str:
+        """The channel's history (a Redis Stream)."""
+        return f"{self.prefix}{{{channel}}}:s"
+
+    def meta(self, channel: str) -> str:
+        """Hash with the channel's `epoch` and `top` (last offset)."""
+        return f"{self.prefix}{{{channel}}}:m"
+
+    def live(self, channel: str) -> str:
+        """The pub/sub channel that carries new entries."""
+        return f"{self.prefix}{{{channel}}}"
+
+    def channel_of(self, live: bytes) -> str:
+        return live[len(self.prefix) + 1 : -1].decode()
+
+    def idempotency(self, publisher: str, key: str) -> str:
+        digest = hashlib.sha256(f"{publisher}\0{key}".encode()).hexdigest()
+        return f"{self.prefix}idem:{digest}"

@@ -1,0 +1,216 @@
+"""The process's one Redis pub/sub connection: reference-counted SUBSCRIBE, and resync on reconnect.
+
+Every (re)connect re-subscribes all channels and ends with a PING whose reply
+marks the new connection live; the sink is then told to resync, so every local
+subscriber re-reads history from its last sent entry. A reconnect can never
+silently lose entries. Subscribing also ends with a PING: its reply proves the
+SUBSCRIBE is in effect, after which history can be read without a gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Callable
+
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from hub.broker.base import Entry, LiveSink
+from hub.broker.keys import Keys
+
+log = logging.getLogger(__name__)
+
+_LOST = (RedisConnectionError, RedisTimeoutError, OSError, ConnectionError)
+_MAX_BACKOFF = 2.0
+
+
+class LiveConnection:
+    def __init__(
+        self,
+        url: str,
+        keys: Keys,
+        sink: LiveSink,
+        health_interval: float = 5.0,
+        on_reconnect: Callable[[], None] | None = None,
+    ) -> None:
+        self._pool = ConnectionPool.from_url(url, protocol=2)
+        self._keys = keys
+        self._sink = sink
+        self._health_interval = health_interval
+        self._on_reconnect = on_reconnect
+        self._refs: dict[str, int] = {}
+        self._on_server: set[str] = set()
+        self._confirmed: set[str] = set()
+        # Futures waiting for a PING reply: token -> [(channel, future)]; token 0 = next flush.
+        self._waiting: dict[int, list[tuple[str, asyncio.Future[None]]]] = {}
+        self._unsent: list[tuple[str, asyncio.Future[None]]] = []
+        self._token = 0
+        self._live_token = -1
+        self._conn: AbstractConnection | None = None
+        self._alive = False
+        self._connected_once = False
+        self._last_pong = 0.0
+        self._kick = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def alive(self) -> bool:
+        return self._alive
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._read_loop(), name="hub-live-reader"),
+            asyncio.create_task(self._flush_loop(), name="hub-live-writer"),
+            asyncio.create_task(self._health_loop(), name="hub-live-health"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._conn is not None:
+            await self._conn.disconnect()
+        await self._pool.disconnect()
+        for waiters in [*self._waiting.values(), self._unsent]:
+            for _, future in waiters:
+                future.cancel()
+
+    def subscribe(self, channel: str) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._refs[channel] = self._refs.get(channel, 0) + 1
+        if channel in self._confirmed:
+            future.set_result(None)
+        else:
+            self._unsent.append((channel, future))
+            self._kick.set()
+        return future
+
+    def unsubscribe(self, channel: str) -> None:
+        count = self._refs.get(channel, 0) - 1
+        if count > 0:
+            self._refs[channel] = count
+            return
+        self._refs.pop(channel, None)
+        self._confirmed.discard(channel)
+        self._kick.set()
+
+    async def _read_loop(self) -> None:
+        backoff = 0.05
+        while True:
+            conn = self._pool.make_connection()  # type: ignore[no-untyped-call]
+            try:
+                await conn.connect()
+            except _LOST as exc:
+                log.warning("pub/sub connection to Redis failed: %s", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+                continue
+            backoff = 0.05
+            self._attach(conn)
+            try:
+                while True:
+                    self._handle(await conn.read_response(timeout=math.inf))
+            except (*_LOST, RedisError) as exc:
+                log.warning("pub/sub connection to Redis lost: %s", exc)
+            finally:
+                self._detach()
+                await conn.disconnect(nowait=True)
+
+    def _attach(self, conn: AbstractConnection) -> None:
+        """A new connection: everything must be subscribed again, then resynced."""
+        self._conn = conn
+        self._on_server = set()
+        self._confirmed = set()
+        for waiters in self._waiting.values():
+            self._unsent.extend(waiters)
+        self._waiting.clear()
+        self._live_token = 0  # the next flush's PING marks the connection live
+        self._last_pong = asyncio.get_running_loop().time()
+        if self._connected_once and self._on_reconnect is not None:
+            self._on_reconnect()
+        self._connected_once = True
+        self._kick.set()
+
+    def _detach(self) -> None:
+        self._conn = None
+        self._alive = False
+
+    def _handle(self, reply: object) -> None:
+        if not isinstance(reply, list) or not reply:
+            return
+        kind = reply[0]
+        if kind == b"message":
+            self._deliver(reply[1], reply[2])
+        elif kind == b"pong":
+            self._pong(int(reply[1] or 0))
+
+    def _deliver(self, live: bytes, payload: bytes) -> None:
+        epoch, offset, event, data = payload.split(b"\n", 3)
+        entry = Entry.create(int(offset), event.decode(), data.decode())
+        self._sink.deliver(self._keys.channel_of(live), int(epoch), entry)
+
+    def _pong(self, token: int) -> None:
+        self._last_pong = asyncio.get_running_loop().time()
+        for waited in [t for t in self._waiting if t <= token]:
+            for channel, future in self._waiting.pop(waited):
+                if channel in self._refs:
+                    self._confirmed.add(channel)
+                if not future.done():
+                    future.set_result(None)
+        if token == self._live_token:
+            self._alive = True
+            self._sink.resync()
+
+    async def _flush_loop(self) -> None:
+        """The only writer: sends what changed since the last flush, then a PING."""
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            conn = self._conn
+            if conn is None or not conn.is_connected:
+                continue
+            want = set(self._refs)
+            add = sorted(want - self._on_server)
+            drop = sorted(self._on_server - want)
+            self._on_server = want
+            self._token += 1
+            token = self._token
+            self._waiting[token] = self._unsent
+            self._unsent = []
+            if self._live_token == 0:
+                self._live_token = token
+            try:
+                for chunk in _chunks(add):
+                    await conn.send_command("SUBSCRIBE", *(self._keys.live(c) for c in chunk))
+                for chunk in _chunks(drop):
+                    await conn.send_command("UNSUBSCRIBE", *(self._keys.live(c) for c in chunk))
+                await conn.send_command("PING", str(token))
+            except _LOST:
+                # The reader sees the same loss, reconnects and subscribes everything again.
+                continue
+
+    async def _health_loop(self) -> None:
+        """PING regularly; a connection that stops answering is dropped and reconnected."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._health_interval)
+            conn = self._conn
+            if conn is None:
+                continue
+            if loop.time() - self._last_pong > 3 * self._health_interval:
+                log.warning("pub/sub connection to Redis stopped answering; reconnecting")
+                self._alive = False
+                await conn.disconnect(nowait=True)
+                continue
+            self._kick.set()
+
+
+def _chunks(names: list[str], size: int = 500) -> list[list[str]]:
+    return [names[i : i + size] for i in range(0, len(names), size)]

@@ -1,0 +1,52 @@
+"""FanOut: the process's registry of open streams by channel; the brokers' live sink.
+
+Delivery never blocks: each stream takes an entry into its own bounded queue
+or closes itself (a slow consumer), so one stream cannot stall the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from hub.broker import Broker, Entry
+from hub.subscription import Subscription
+
+
+class FanOut:
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+        self._by_channel: dict[str, set[Subscription]] = {}
+        self.streams: set[Subscription] = set()
+
+    def add(self, sub: Subscription) -> asyncio.Future[list[None]]:
+        """Register `sub` for live entries; the future completes once the broker is subscribed."""
+        self.streams.add(sub)
+        confirmations = []
+        for channel in sub.channels:
+            self._by_channel.setdefault(channel, set()).add(sub)
+            confirmations.append(self._broker.subscribe(channel))
+        return asyncio.gather(*confirmations)
+
+    def remove(self, sub: Subscription) -> None:
+        if sub not in self.streams:
+            return
+        self.streams.discard(sub)
+        for channel in sub.channels:
+            subs = self._by_channel.get(channel)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._by_channel[channel]
+            self._broker.unsubscribe(channel)
+
+    def deliver(self, channel: str, epoch: int, entry: Entry) -> None:
+        for sub in tuple(self._by_channel.get(channel, ())):
+            sub.offer(channel, epoch, entry)
+
+    def resync(self) -> None:
+        for sub in self.streams:
+            sub.request_resync()
+
+    def close_all(self, reason: str) -> None:
+        for sub in self.streams:
+            sub.close(reason)

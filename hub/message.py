@@ -1,0 +1,81 @@
+"""A publish request's message: validated at the edge, so nothing malformed reaches a broker."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from hub.channels import EVENT_RE, topic_channel, user_channel, valid_name
+from hub.errors import BadRequest, PayloadTooLarge
+
+DEFAULT_EVENT = "message"
+_FIELDS = frozenset({"users", "topics", "event", "data"})
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    channels: tuple[str, ...]
+    event: str
+    # What the stream's `data:` lines carry: a published string as is, other JSON compact.
+    data: str
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(text: bytes | str) -> Any:
+    """Strict JSON: NaN and Infinity are refused, as RFC 8259 says."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from None
+
+
+def _names(obj: dict[str, Any], key: str, where: str) -> list[str]:
+    value = obj.get(key, [])
+    if not isinstance(value, list):
+        raise BadRequest(f"{where}{key!r} must be a list of strings")
+    for name in value:
+        if not valid_name(name):
+            raise BadRequest(
+                f"{where}{key!r} holds {name!r}, not matching [A-Za-z0-9_.@:-]{{1,128}}"
+            )
+    return list(dict.fromkeys(value))
+
+
+def parse_message(
+    obj: Any, *, max_payload_bytes: int, max_targets: int, where: str = ""
+) -> Message:
+    if not isinstance(obj, dict):
+        raise BadRequest(f"{where}a message must be a JSON object")
+    unknown = sorted(set(obj) - _FIELDS)
+    if unknown:
+        raise BadRequest(f"{where}unknown field(s) {', '.join(map(repr, unknown))}")
+    channels = [user_channel(u) for u in _names(obj, "users", where)]
+    channels += [topic_channel(t) for t in _names(obj, "topics", where)]
+    if not channels:
+        raise BadRequest(f"{where}at least one of 'users', 'topics' must be non-empty")
+    if len(channels) > max_targets:
+        raise BadRequest(f"{where}too many targets ({len(channels)} > {max_targets})")
+    event = obj.get("event", DEFAULT_EVENT)
+    if not isinstance(event, str) or EVENT_RE.fullmatch(event) is None:
+        raise BadRequest(f"{where}'event' must match [A-Za-z0-9_.:-]{{1,64}}")
+    if "data" not in obj:
+        raise BadRequest(f"{where}'data' is required")
+    data = obj["data"]
+    text = (
+        data
+        if isinstance(data, str)
+        else json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    )
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:
+        raise BadRequest(f"{where}'data' holds a lone surrogate, not valid Unicode") from None
+    if size > max_payload_bytes:
+        raise PayloadTooLarge(
+            f"{where}'data' is {size} bytes, over the limit of {max_payload_bytes}"
+        )
+    return Message(channels=tuple(channels), event=event, data=text)

@@ -1,0 +1,131 @@
+"""`POST /publish`: validate, authorize, append to history and publish live, then answer."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from hub.auth import Publisher
+from hub.broker import Idempotency
+from hub.channels import allowed
+from hub.errors import BadRequest, Forbidden, HubError, PayloadTooLarge, UnsupportedMediaType
+from hub.message import Message, loads, parse_message
+from hub.state import HUB, Hub
+from hub.tokens import publisher_token
+
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+_MAX_IDEMPOTENCY_KEY = 255
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, refused with 413 as soon as it is known to exceed `limit`."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the body is {request.content_length} bytes, over {limit}")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(65536):
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"the body is over {limit} bytes")
+    return bytes(body)
+
+
+def _authorize(publisher: Publisher, message: Message, where: str = "") -> None:
+    for channel in message.channels:
+        if not allowed(channel, publisher.grants):
+            raise Forbidden(f"{where}the token does not allow publishing to {channel!r}")
+
+
+def _idempotency(
+    request: web.Request, hub: Hub, publisher: Publisher, body: bytes
+) -> Idempotency | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 0 < len(key) <= _MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise BadRequest(f"Idempotency-Key must be 1-{_MAX_IDEMPOTENCY_KEY} printable characters")
+    broker_key = (
+        f"{hub.settings.key_prefix}idem:"
+        + hashlib.sha256(f"{publisher.name}\0{key}".encode()).hexdigest()
+    )
+    return Idempotency(broker_key, hashlib.sha256(body).hexdigest())
+
+
+def _messages(hub: Hub, publisher: Publisher, payload: Any) -> tuple[list[Message], bool]:
+    s = hub.settings
+    batch = isinstance(payload, list)
+    items = payload if batch else [payload]
+    if batch and not items:
+        raise BadRequest("a batch must hold at least one message")
+    if len(items) > s.max_batch_size:
+        raise PayloadTooLarge(f"a batch holds at most {s.max_batch_size} messages")
+    messages = []
+    for n, item in enumerate(items):
+        where = f"message {n}: " if batch else ""
+        message = parse_message(
+            item, max_payload_bytes=s.max_payload_bytes, max_targets=s.max_targets, where=where
+        )
+        _authorize(publisher, message, where)
+        messages.append(message)
+    return messages, batch
+
+
+async def publish(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    publisher = hub.publisher_tokens.publisher(publisher_token(request))
+    if request.content_type == NDJSON:
+        return await _publish_lines(request, hub, publisher)
+    if request.content_type != JSON:
+        raise UnsupportedMediaType(
+            f"Content-Type must be {JSON} or {NDJSON}, not {request.content_type!r}"
+        )
+    body = await _read_body(request, hub.settings.max_body_bytes)
+    messages, batch = _messages(hub, publisher, loads(body))
+    results = await hub.broker.publish(messages, _idempotency(request, hub, publisher, body))
+    answer = {"results": [{"ids": ids} for ids in results]} if batch else {"ids": results[0]}
+    return web.json_response(answer)
+
+
+async def _lines(request: web.Request, limit: int) -> AsyncIterator[bytes]:
+    """Body lines as they arrive; a line longer than `limit` is refused with 413."""
+    buffer = bytearray()
+    async for chunk in request.content.iter_any():
+        buffer += chunk
+        while (end := buffer.find(b"\n")) >= 0:
+            yield bytes(buffer[:end])
+            del buffer[: end + 1]
+        if len(buffer) > limit:
+            raise PayloadTooLarge(f"a line is over {limit} bytes")
+    if buffer:
+        yield bytes(buffer)
+
+
+async def _publish_lines(request: web.Request, hub: Hub, publisher: Publisher) -> web.Response:
+    """One message per line, each published as soon as its line arrives."""
+    s = hub.settings
+    results: list[dict[str, Any]] = []
+    number = 0
+    reading = True  # an error while reading concerns the next line, not the last one
+    try:
+        async for line in _lines(request, s.max_payload_bytes * 2 + 65536):
+            reading = False
+            number += 1
+            if not line.strip():
+                reading = True
+                continue
+            message = parse_message(
+                loads(line), max_payload_bytes=s.max_payload_bytes, max_targets=s.max_targets
+            )
+            _authorize(publisher, message)
+            (ids,) = await hub.broker.publish([message])
+            results.append({"ids": ids})
+            reading = True
+    except HubError as exc:
+        # The lines before the bad one stay published; the answer says how many.
+        exc.detail = f"line {number + reading}: {exc.detail}"
+        exc.extra["published"] = len(results)
+        raise
+    return web.json_response({"results": results})

@@ -1,0 +1,85 @@
+"""`hub serve`: start-up messages, development keys, and the HTTP server's lifecycle."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from hub.accesslog import AccessLogger
+from hub.app import create_app
+from hub.auth import mint
+from hub.config import Settings
+from hub.errors import ConfigError
+
+log = logging.getLogger("hub")
+
+
+def with_keys(settings: Settings) -> tuple[Settings, bool]:
+    """Random keys for this run when none are configured: nothing signed elsewhere is accepted."""
+    missing: dict[str, Any] = {}
+    for kind in ("subscriber", "publisher"):
+        if not getattr(settings, f"{kind}_jwt_key"):
+            if not getattr(settings, f"{kind}_jwt_algorithm").startswith("HS"):
+                raise ConfigError(
+                    f"HUB_{kind.upper()}_JWT_KEY: required with a public-key algorithm"
+                )
+            missing[f"{kind}_jwt_key"] = secrets.token_urlsafe(32)
+    return dataclasses.replace(settings, **missing), bool(missing)
+
+
+def _announce_dev_keys(settings: Settings) -> None:
+    base = f"http://127.0.0.1:{settings.port}"
+    subscriber = mint(
+        settings.subscriber_jwt_key, settings.subscriber_jwt_algorithm, sub="alice", topics=["*"]
+    )
+    publisher = mint(
+        settings.publisher_jwt_key, settings.publisher_jwt_algorithm, sub="dev", publish=["*"]
+    )
+    log.warning(
+        "no JWT keys configured: generated random keys for this run only "
+        "(set HUB_SUBSCRIBER_JWT_KEY and HUB_PUBLISHER_JWT_KEY to keep tokens valid)"
+    )
+    print(
+        f"\nSubscriber token (user alice, all topics, 1 h):\n  {subscriber}\n"
+        f"Publisher token (all channels, 1 h):\n  {publisher}\n\n"
+        f"Listen:   curl -N '{base}/events?token={subscriber}'\n"
+        f"Publish:  curl -X POST {base}/publish -H 'Authorization: Bearer {publisher}' "
+        "-H 'Content-Type: application/json' "
+        """-d '{"users": ["alice"], "data": "hello"}'\n"""
+        f"Hub:      {base}/\n",
+        flush=True,
+    )
+
+
+def serve(settings: Settings) -> int:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    settings, generated = with_keys(settings)
+    if settings.uses_redis:
+        log.info("broker: Redis (key prefix %r)", settings.key_prefix)
+    else:
+        log.warning(
+            "no HUB_REDIS_URL: using the embedded in-memory broker "
+            "(one process only; history is lost on restart)"
+        )
+    if generated:
+        _announce_dev_keys(settings)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        shutdown_timeout=settings.shutdown_timeout,
+        handler_cancellation=True,
+        access_log_class=AccessLogger,
+        print=lambda message: log.info("%s", str(message).strip("= \n")),
+    )
+    log.info("stopped")
+    return 0

@@ -1,0 +1,25 @@
+"""What the request handlers share: settings, broker, fan-out and token verifiers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from hub.auth import TokenVerifier
+from hub.broker import Broker
+from hub.config import Settings
+from hub.fanout import FanOut
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    broker: Broker
+    fanout: FanOut
+    subscriber_tokens: TokenVerifier
+    publisher_tokens: TokenVerifier
+    draining: bool = False
+
+
+HUB = web.AppKey("hub", Hub)

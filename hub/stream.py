@@ -1,0 +1,134 @@
+"""`GET /events`: authenticate, subscribe, backfill from the client's cursor, then stream live."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse
+
+from hub import sse
+from hub.auth import Subscriber
+from hub.channels import allowed, topic_channel, user_channel, valid_name
+from hub.errors import BadRequest, BrokerUnavailable, Forbidden
+from hub.state import HUB, Hub
+from hub.subscription import Subscription
+from hub.tokens import subscriber_token
+
+_MAX_RETRY_DELAY = 2.0
+
+
+class _ClientGone(Exception):
+    """The client stopped reading or went away."""
+
+
+class _Response(EventSourceResponse):
+    async def _ping(self) -> None:
+        """No ping task per stream: the stream loop sends heartbeats when it has been idle."""
+
+
+def _channels(request: web.Request, hub: Hub, subscriber: Subscriber) -> tuple[str, ...]:
+    topics = list(dict.fromkeys(request.query.getall("topic", [])))
+    if len(topics) > hub.settings.max_topics_per_stream:
+        raise BadRequest(f"too many topics ({len(topics)} > {hub.settings.max_topics_per_stream})")
+    for topic in topics:
+        if not valid_name(topic):
+            raise BadRequest(f"topic {topic!r} does not match [A-Za-z0-9_.@:-]{{1,128}}")
+        if not allowed(topic, subscriber.topic_grants):
+            raise Forbidden(f"the token does not allow topic {topic!r}")
+    return (user_channel(subscriber.user), *(topic_channel(t) for t in topics))
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    hub = request.app[HUB]
+    settings = hub.settings
+    if hub.draining:
+        raise BrokerUnavailable("the hub is shutting down")
+    subscriber = hub.subscriber_tokens.subscriber(subscriber_token(request, settings))
+    sub = Subscription(_channels(request, hub, subscriber), settings.stream_queue_size)
+    # The header wins: EventSource reconnects with its original URL *and* the newer header.
+    sub.start_from(request.headers.get("Last-Event-ID") or request.query.get("lastEventId"))
+    # A broker outage here still opens the stream; the first backfill fixes the positions.
+    with contextlib.suppress(BrokerUnavailable):
+        await sub.take_positions(hub.broker)
+
+    response = _Response(send_timeout=settings.heartbeat_interval * 2, sep="\n")
+    response.content_type = "text/event-stream"
+    response.charset = "utf-8"
+    await response.prepare(request)
+    transport = request.transport
+    sub.abort = transport.abort if transport is not None else None
+    subscribed = hub.fanout.add(sub)
+    try:
+        await _write(response, sse.retry(settings.retry_ms), settings.heartbeat_interval * 2)
+        await _run(hub, sub, response, subscribed, subscriber.expires_at)
+    except _ClientGone:
+        pass
+    finally:
+        hub.fanout.remove(sub)
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        await response.write_eof()
+    return response
+
+
+async def _write(response: web.StreamResponse, data: bytes, timeout: float) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            await response.write(data)
+    except TimeoutError:
+        transport = response._req.transport if response._req is not None else None
+        if transport is not None:
+            transport.abort()
+        raise _ClientGone from None
+    except (ConnectionError, RuntimeError):
+        raise _ClientGone from None
+
+
+async def _run(
+    hub: Hub,
+    sub: Subscription,
+    response: web.StreamResponse,
+    subscribed: asyncio.Future[list[None]],
+    expires_at: float | None,
+) -> None:
+    settings = hub.settings
+    loop = asyncio.get_running_loop()
+    heartbeat = settings.heartbeat_interval
+    last_write = loop.time()
+    deadline = None if expires_at is None else loop.time() + (expires_at - time.time())
+    retry_at = 0.0
+    failures = 0
+
+    async def send(data: bytes) -> None:
+        nonlocal last_write
+        await _write(response, data, heartbeat * 2)
+        last_write = loop.time()
+
+    while sub.closed is None:
+        now = loop.time()
+        if deadline is not None and now >= deadline:
+            return  # the token expired: the client must come back with a fresh one
+        if sub.has_output:
+            await send(sub.take())
+            continue
+        if sub.needs_sync and now >= retry_at:
+            try:
+                # History is read only once the live channels are subscribed: no gap between.
+                async with asyncio.timeout(heartbeat):
+                    await asyncio.shield(subscribed)
+                await sub.sync(hub.broker, send, settings.history_page_size)
+                failures = 0
+            except (BrokerUnavailable, TimeoutError):
+                failures += 1
+                retry_at = loop.time() + min(0.05 * 2**failures, _MAX_RETRY_DELAY)
+            continue
+        wake_at = last_write + heartbeat
+        if sub.needs_sync:
+            wake_at = min(wake_at, retry_at)
+        if deadline is not None:
+            wake_at = min(wake_at, deadline)
+        await sub.wait(wake_at - loop.time())
+        if loop.time() >= last_write + heartbeat:
+            await send(sse.PING)

@@ -1,0 +1,271 @@
+"""One open stream's state: its channels, its cursor, and the hand-over from history to live.
+
+The stream task drives it; the fan-out only ever calls `offer`, which never
+blocks. While a backfill runs, live entries are buffered and afterwards
+replayed through the same check as any live entry: an entry at or below the
+channel's position is a duplicate and dropped, the next offset is sent, and
+anything else (a gap, a new epoch) triggers another backfill, which tells
+gaps with `hub.reset`. Offsets are compared as integers, never as strings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from hub import cursor, sse
+from hub.broker import Broker, Entry, HistoryPage
+from hub.cursor import NOWHERE, Position
+
+RESET_EVENT = "hub.reset"
+TRIMMED = "history_trimmed"
+UNKNOWN = "unknown_cursor"
+EARLIEST = "earliest"
+
+Writer = Callable[[bytes], Awaitable[None]]
+
+
+class Subscription:
+    __slots__ = (
+        "_earliest",
+        "_index",
+        "_outbox",
+        "_parts",
+        "_pending",
+        "_positions",
+        "_queue_size",
+        "_reset_unknown",
+        "_tags",
+        "_wakeup",
+        "_woken",
+        "abort",
+        "channels",
+        "closed",
+        "needs_sync",
+        "sent",
+    )
+
+    def __init__(self, channels: tuple[str, ...], queue_size: int) -> None:
+        self.channels = channels
+        self._index = {channel: i for i, channel in enumerate(channels)}
+        self._tags = [cursor.channel_tag(channel) for channel in channels]
+        # None: "from now", fixed by the first backfill (or `take_positions`).
+        self._positions: list[Position | None] = [None] * len(channels)
+        self._parts = [""] * len(channels)
+        self._earliest: set[int] = set()
+        self._reset_unknown = False
+        self._queue_size = queue_size
+        self._outbox: deque[bytes] = deque()
+        self._pending: list[tuple[str, int, Entry]] | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+        self._woken = False
+        self.needs_sync = True
+        self.closed: str | None = None
+        self.sent = 0
+        self.abort: Callable[[], None] | None = None
+
+    # -- where the stream starts -------------------------------------------------------------
+
+    def start_from(self, last_event_id: str | None) -> None:
+        """Positions from the client's last id: a cursor, `earliest`, or nothing (from now)."""
+        if not last_event_id:
+            return
+        if last_event_id == EARLIEST:
+            for i in range(len(self.channels)):
+                self._set(i, NOWHERE)
+                self._earliest.add(i)
+            return
+        try:
+            known = cursor.decode(last_event_id)
+        except cursor.CursorError:
+            self._reset_unknown = True
+            return
+        if len(set(self._tags)) != len(self._tags):
+            return  # two channels share a tag: neither position can be trusted
+        for i, tag in enumerate(self._tags):
+            if tag in known:
+                self._set(i, known[tag])
+
+    async def take_positions(self, broker: Broker) -> None:
+        """Fix "from now" before the response starts, so that open means subscribed."""
+        for i, channel in enumerate(self.channels):
+            if self._positions[i] is None:
+                page = await broker.history(channel, None, 0)
+                self._set(i, Position(page.epoch, page.top))
+
+    def _set(self, i: int, position: Position) -> None:
+        self._positions[i] = position
+        self._parts[i] = cursor.encode_part(self._tags[i], position)
+
+    def cursor(self) -> str:
+        return cursor.encode(self._parts)
+
+    # -- live side (called by the fan-out; never blocks) -----------------------------------
+
+    def offer(self, channel: str, epoch: int, entry: Entry) -> None:
+        if self.closed is not None:
+            return
+        if self._pending is not None:
+            if len(self._pending) >= self._queue_size:
+                self.close("slow_consumer")
+                return
+            self._pending.append((channel, epoch, entry))
+            return
+        i = self._index[channel]
+        position = self._positions[i]
+        if position is not None and position.epoch == epoch:
+            if entry.offset <= position.offset:
+                return  # already sent (backfill and live overlap)
+            if entry.offset == position.offset + 1:
+                self._accept(i, epoch, entry)
+                return
+        elif position == NOWHERE and entry.offset == 1:
+            self._accept(i, epoch, entry)
+            return
+        # A gap or another epoch: read history again; this entry waits its turn.
+        self.request_resync()
+        assert self._pending is not None
+        self._pending.append((channel, epoch, entry))
+
+    def _accept(self, i: int, epoch: int, entry: Entry) -> None:
+        self._set(i, Position(epoch, entry.offset))
+        self._outbox.append(sse.frame(self.cursor(), entry.body))
+        if len(self._outbox) > self._queue_size:
+            self.close("slow_consumer")
+            return
+        self._wake()
+
+    def request_resync(self) -> None:
+        self.needs_sync = True
+        if self._pending is None:
+            self._pending = []
+        self._wake()
+
+    def close(self, reason: str) -> None:
+        if self.closed is None:
+            self.closed = reason
+            self._outbox.clear()
+            self._pending = None
+            if reason == "slow_consumer" and self.abort is not None:
+                self.abort()
+        self._wake()
+
+    # -- stream task side --------------------------------------------------------------------
+
+    def take(self) -> bytes:
+        """Every queued frame, coalesced into one write."""
+        data = b"".join(self._outbox)
+        self.sent += len(self._outbox)
+        self._outbox.clear()
+        return data
+
+    @property
+    def has_output(self) -> bool:
+        return bool(self._outbox)
+
+    def _wake(self) -> None:
+        self._woken = True
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    async def wait(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Until there is something to do, or `timeout` seconds pass."""
+        if self._woken or self._outbox or self.closed is not None:
+            self._woken = False
+            return
+        self._wakeup = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(max(timeout, 0)):
+                await self._wakeup
+        except TimeoutError:
+            pass
+        finally:
+            self._wakeup = None
+            self._woken = False
+
+    async def sync(self, broker: Broker, write: Writer, page_size: int) -> None:
+        """Backfill from the current positions, then replay what arrived live meanwhile."""
+        while True:
+            if self._pending is None:
+                self._pending = []
+            self.needs_sync = False
+            try:
+                await self._backfill(broker, write, page_size)
+            except BaseException:
+                self.needs_sync = True
+                raise
+            pending, self._pending = self._pending, None
+            for item in pending or ():
+                self.offer(*item)
+            if not self.needs_sync or self.closed is not None:
+                return
+
+    async def _backfill(self, broker: Broker, write: Writer, page_size: int) -> None:
+        resets: dict[str, list[str]] = {}
+        if self._reset_unknown:
+            resets[UNKNOWN] = list(self.channels)
+        pages: list[tuple[int, HistoryPage]] = []
+        for i, channel in enumerate(self.channels):
+            position = self._positions[i]
+            if position is None:
+                page = await broker.history(channel, None, 0)
+                self._set(i, Position(page.epoch, page.top))
+                continue
+            page = await broker.history(channel, position.offset, page_size)
+            reason = None
+            if page.epoch == 0:
+                if position != NOWHERE:
+                    resets.setdefault(TRIMMED, []).append(channel)  # wiped or expired
+                self._set(i, NOWHERE)
+                continue
+            if position.epoch != page.epoch:
+                if position != NOWHERE:
+                    reason = TRIMMED  # wiped and recreated: all of the new epoch is unseen
+                    page = await broker.history(channel, 0, page_size)
+                position = Position(page.epoch, 0)
+            if position.offset > page.top:
+                # The channel went back (restored from an older snapshot): position unknown.
+                if channel not in resets.get(UNKNOWN, ()):
+                    resets.setdefault(UNKNOWN, []).append(channel)
+                self._set(i, Position(page.epoch, page.top))
+                continue
+            first = page.entries[0].offset if page.entries else page.top + 1
+            if first > position.offset + 1:
+                if i not in self._earliest:
+                    reason = TRIMMED
+                position = Position(page.epoch, first - 1)
+            if reason is not None:
+                resets.setdefault(reason, []).append(channel)
+            self._set(i, position)
+            pages.append((i, page))
+        self._reset_unknown = False
+        self._earliest.clear()
+        for reason, channels in resets.items():
+            data = json.dumps({"reason": reason, "channels": channels}, separators=(",", ":"))
+            await write(sse.frame(self.cursor(), sse.event_body(RESET_EVENT, data)))
+        for i, page in pages:
+            await self._send_pages(i, page, broker, write, page_size)
+
+    async def _send_pages(
+        self, i: int, page: HistoryPage, broker: Broker, write: Writer, page_size: int
+    ) -> None:
+        while True:
+            position = self._positions[i]
+            assert position is not None
+            if page.epoch != position.epoch or (
+                page.entries and page.entries[0].offset != position.offset + 1
+            ):
+                self.needs_sync = True  # trimmed or wiped while paging: the next round tells it
+                return
+            frames = []
+            for entry in page.entries:
+                self._set(i, Position(page.epoch, entry.offset))
+                frames.append(sse.frame(self.cursor(), entry.body))
+            if frames:
+                self.sent += len(frames)
+                await write(b"".join(frames))
+            if len(page.entries) < page_size:
+                return
+            page = await broker.history(self.channels[i], page.entries[-1].offset, page_size)

@@ -1,0 +1,37 @@
+"""Where a request's token is found: header, cookie, then query (when allowed)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hub.config import Settings
+from hub.errors import Unauthorized
+
+
+def bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def subscriber_token(request: web.Request, settings: Settings) -> str:
+    token = bearer(request) or request.cookies.get(settings.cookie_name)
+    if not token and settings.allow_query_token:
+        token = request.query.get("token")
+    if not token:
+        where = "an Authorization: Bearer header or the cookie " + settings.cookie_name
+        if settings.allow_query_token:
+            where += " or ?token="
+        raise Unauthorized(f"a subscriber token is required ({where})")
+    return token
+
+
+def publisher_token(request: web.Request) -> str:
+    token = bearer(request)
+    if not token:
+        raise Unauthorized("a publisher token is required (Authorization: Bearer <token>)")
+    return token
