@@ -51,11 +51,13 @@ class LiveConnection:
         self._unsent: list[tuple[str, asyncio.Future[None]]] = []
         self._token = 0
         self._live_token = -1
-        self._conn: AbstractConnection | None = None
+        self._conn: AbstractConnection | None = None  # attached: subscribed and read
+        self._current: AbstractConnection | None = None  # the latest, connected or not
         self._alive = False
         self._connected_once = False
         self._last_pong = 0.0
         self._kick = asyncio.Event()
+        self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -70,13 +72,16 @@ class LiveConnection:
         ]
 
     async def close(self) -> None:
+        # The flag as well as cancel(): redis-py may absorb a cancellation mid-send.
+        self._closing = True
+        self._kick.set()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._conn is not None:
-            await self._conn.disconnect()
+        if self._current is not None:
+            await self._current.disconnect(nowait=True)
         await self._pool.disconnect()
         for waiters in [*self._waiting.values(), self._unsent]:
             for _, future in waiters:
@@ -103,24 +108,27 @@ class LiveConnection:
 
     async def _read_loop(self) -> None:
         backoff = 0.05
-        while True:
+        while not self._closing:
             conn = self._pool.make_connection()  # type: ignore[no-untyped-call]
+            self._current = conn
             try:
-                await conn.connect()
-            except _LOST as exc:
-                log.warning("pub/sub connection to Redis failed: %s", exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
-                continue
-            backoff = 0.05
-            self._attach(conn)
-            try:
-                while True:
-                    self._handle(await conn.read_response(timeout=math.inf))
-            except (*_LOST, RedisError) as exc:
-                log.warning("pub/sub connection to Redis lost: %s", exc)
+                try:
+                    await conn.connect()
+                except _LOST as exc:
+                    log.warning("pub/sub connection to Redis failed: %s", exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, _MAX_BACKOFF)
+                    continue
+                backoff = 0.05
+                self._attach(conn)
+                try:
+                    while True:
+                        self._handle(await conn.read_response(timeout=math.inf))
+                except (*_LOST, RedisError) as exc:
+                    log.warning("pub/sub connection to Redis lost: %s", exc)
+                finally:
+                    self._detach()
             finally:
-                self._detach()
                 await conn.disconnect(nowait=True)
 
     def _attach(self, conn: AbstractConnection) -> None:
@@ -170,11 +178,11 @@ class LiveConnection:
 
     async def _flush_loop(self) -> None:
         """The only writer: sends what changed since the last flush, then a PING."""
-        while True:
+        while not self._closing:
             await self._kick.wait()
             self._kick.clear()
             conn = self._conn
-            if conn is None or not conn.is_connected:
+            if self._closing or conn is None or not conn.is_connected:
                 continue
             want = set(self._refs)
             add = sorted(want - self._on_server)
@@ -186,20 +194,22 @@ class LiveConnection:
             self._unsent = []
             if self._live_token == 0:
                 self._live_token = token
-            try:
-                for chunk in _chunks(add):
-                    await conn.send_command("SUBSCRIBE", *(self._keys.live(c) for c in chunk))
-                for chunk in _chunks(drop):
-                    await conn.send_command("UNSUBSCRIBE", *(self._keys.live(c) for c in chunk))
-                await conn.send_command("PING", str(token))
-            except _LOST:
-                # The reader sees the same loss, reconnects and subscribes everything again.
-                continue
+            commands = [("SUBSCRIBE", *map(self._keys.live, chunk)) for chunk in _chunks(add)]
+            commands += [("UNSUBSCRIBE", *map(self._keys.live, chunk)) for chunk in _chunks(drop)]
+            commands.append(("PING", str(token)))
+            for command in commands:
+                # Never through a connection the reader has let go: redis-py would reconnect it.
+                if conn is not self._conn or not conn.is_connected:
+                    break
+                try:
+                    await conn.send_command(*command)
+                except _LOST:
+                    break  # the reader sees the same loss, reconnects and subscribes again
 
     async def _health_loop(self) -> None:
         """PING regularly; a connection that stops answering is dropped and reconnected."""
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._closing:
             await asyncio.sleep(self._health_interval)
             conn = self._conn
             if conn is None:

@@ -38,10 +38,10 @@ class RedisBroker(Broker):
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self.keys = Keys(settings.key_prefix)
-        pool = BlockingConnectionPool.from_url(
+        self._pool = BlockingConnectionPool.from_url(
             settings.redis_url, max_connections=64, timeout=5, socket_timeout=5
         )
-        self._redis = Redis(connection_pool=pool)
+        self._redis = Redis(connection_pool=self._pool)
         self._publish = self._redis.register_script(_script("publish.lua"))
         self._history = self._redis.register_script(_script("history.lua"))
         self._live: LiveConnection | None = None
@@ -60,6 +60,7 @@ class RedisBroker(Broker):
         if self._live is not None:
             await self._live.close()
         await self._redis.aclose()
+        await self._pool.disconnect()
 
     async def publish(
         self, messages: Sequence[Message], idempotency: Idempotency | None = None

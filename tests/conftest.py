@@ -1,0 +1,158 @@
+"""Fixtures: a private Redis server, hub settings for either broker, and a hub on a real HTTP server."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from hub.app import create_app
+from hub.auth import mint
+from hub.config import Settings
+from tests.redis_server import RedisServer
+from tests.sse_client import SSEStream
+
+SUBSCRIBER_KEY = "subscriber-secret-for-tests-0123456789"
+PUBLISHER_KEY = "publisher-secret-for-tests-0123456789"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One private redis-server for the session; tests keep apart by key prefix."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, for tests that stop, wipe or kill it."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+MakeSettings = Callable[..., Settings]
+
+
+@pytest.fixture
+def make_settings(broker_kind: str, request: pytest.FixtureRequest) -> MakeSettings:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "subscriber_jwt_key": SUBSCRIBER_KEY,
+            "publisher_jwt_key": PUBLISHER_KEY,
+            "key_prefix": f"t{uuid.uuid4().hex[:8]}:",
+            "redis_url": "",
+        }
+        if broker_kind == "redis":
+            values["redis_url"] = request.getfixturevalue("redis_server").url
+        values.update(overrides)
+        return dataclasses.replace(Settings(), **values)
+
+    return make
+
+
+class HubClient:
+    """Talks to a hub on a real HTTP server as publishers and browsers do."""
+
+    def __init__(self, client: TestClient[Any, Any], settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+
+    def subscriber_token(
+        self, user: str = "alice", topics: Sequence[str] = ("*",), **kw: Any
+    ) -> str:
+        return mint(SUBSCRIBER_KEY, "HS256", sub=user, topics=topics, **kw)
+
+    def publisher_token(self, grants: Sequence[str] = ("*",), **kw: Any) -> str:
+        return mint(PUBLISHER_KEY, "HS256", sub="tests", publish=grants, **kw)
+
+    async def post(
+        self,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        token: str | None = None,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        import json
+
+        data = raw if raw is not None else json.dumps(body).encode()
+        all_headers = {
+            "Authorization": f"Bearer {token or self.publisher_token()}",
+            "Content-Type": content_type,
+            **(headers or {}),
+        }
+        async with self.client.post("/publish", data=data, headers=all_headers) as response:
+            return response.status, await response.json(content_type=None)
+
+    async def send(
+        self,
+        data: Any = "hello",
+        *,
+        users: Sequence[str] = (),
+        topics: Sequence[str] = (),
+        event: str | None = None,
+    ) -> dict[str, str]:
+        body: dict[str, Any] = {"users": list(users), "topics": list(topics), "data": data}
+        if event is not None:
+            body["event"] = event
+        status, answer = await self.post(body)
+        assert status == 200, answer
+        ids: dict[str, str] = answer["ids"]
+        return ids
+
+    async def subscribe(
+        self,
+        user: str = "alice",
+        topics: Sequence[str] = (),
+        *,
+        last_event_id: str | None = None,
+        query_last_id: str | None = None,
+        token: str | None = None,
+        wait: bool = True,
+    ) -> SSEStream:
+        params = [("topic", t) for t in topics]
+        if query_last_id is not None:
+            params.append(("lastEventId", query_last_id))
+        headers = {"Authorization": f"Bearer {token or self.subscriber_token(user)}"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        response = await self.client.get("/events", params=params, headers=headers)
+        assert response.status == 200, await response.text()
+        stream = SSEStream(response)
+        if wait:
+            await stream.wait_open()
+        return stream
+
+
+MakeHub = Callable[..., Awaitable[HubClient]]
+
+
+@pytest.fixture
+async def make_hub(aiohttp_client: AiohttpClient, make_settings: MakeSettings) -> MakeHub:
+    async def make(**overrides: Any) -> HubClient:
+        settings = make_settings(**overrides)
+        client = await aiohttp_client(create_app(settings))
+        return HubClient(client, settings)
+
+    return make
+
+
+@pytest.fixture
+async def hub(make_hub: MakeHub) -> AsyncIterator[HubClient]:
+    yield await make_hub()

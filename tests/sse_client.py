@@ -1,0 +1,105 @@
+"""A small SSE reader for tests, parsing as a browser's EventSource does."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+
+from aiohttp import ClientResponse
+
+_LINE = re.compile(rb"\r\n|\r|\n")
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    event: str
+    data: str
+
+
+@dataclass
+class SSEStream:
+    response: ClientResponse
+    last_id: str = ""
+    retry: int | None = None
+    comments: list[str] = field(default_factory=list)
+    _buffer: bytes = b""
+    _eof: bool = False
+
+    async def _line(self, timeout: float) -> str | None:
+        while True:
+            match = _LINE.search(self._buffer)
+            # A lone CR at the end may be the first half of CRLF: wait for more.
+            if match and not (match.group() == b"\r" and match.end() == len(self._buffer)):
+                line, self._buffer = self._buffer[: match.start()], self._buffer[match.end() :]
+                return line.decode()
+            if self._eof:
+                return None
+            chunk = await asyncio.wait_for(self.response.content.readany(), timeout)
+            if not chunk:
+                self._eof = True
+                if self._buffer:
+                    self._buffer += b"\n"
+            self._buffer += chunk
+
+    async def next(self, timeout: float = 10.0) -> Event:
+        """The next dispatched event; EOFError when the stream ends first."""
+        data: list[str] = []
+        event = ""
+        while True:
+            line = await self._line(timeout)
+            if line is None:
+                raise EOFError("stream ended")
+            if line == "":
+                if data:
+                    return Event(self.last_id, event or "message", "\n".join(data))
+                event = ""
+                continue
+            if line.startswith(":"):
+                self.comments.append(line[1:].strip())
+                continue
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "data":
+                data.append(value)
+            elif name == "event":
+                event = value
+            elif name == "id" and "\0" not in value:
+                self.last_id = value
+            elif name == "retry" and value.isdigit():
+                self.retry = int(value)
+
+    async def take(self, count: int, timeout: float = 10.0) -> list[Event]:
+        return [await self.next(timeout) for _ in range(count)]
+
+    async def wait_open(self, timeout: float = 10.0) -> None:
+        """Until the `retry:` line has arrived: from then on the stream is subscribed."""
+        while self.retry is None:
+            line = await self._line(timeout)
+            if line is None:
+                raise EOFError("stream ended before retry:")
+            if line.startswith("retry:"):
+                self.retry = int(line.partition(":")[2])
+
+    async def wait_comment(self, text: str, timeout: float = 10.0) -> None:
+        """Until a comment line `: <text>` arrives (events before it are dropped)."""
+        while True:
+            line = await self._line(timeout)
+            if line is None:
+                raise EOFError("stream ended before the comment")
+            if line.startswith(":") and line[1:].strip() == text:
+                self.comments.append(text)
+                return
+
+    async def rest(self, timeout: float = 10.0) -> list[Event]:
+        """Every event until the stream ends."""
+        events = []
+        while True:
+            try:
+                events.append(await self.next(timeout))
+            except EOFError:
+                return events
+
+    def close(self) -> None:
+        self.response.close()
