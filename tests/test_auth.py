@@ -1,0 +1,78 @@
+"""Token checks: signature, algorithm, expiry, claims, and keys kept apart."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from hub.auth import TokenVerifier, mint
+from hub.errors import Unauthorized
+
+KEY = "a-subscriber-key-that-is-long-enough-for-every-hmac-algorithm-0123456789"
+verifier = TokenVerifier(KEY, "HS256", "subscriber")
+
+
+def test_valid_subscriber_token() -> None:
+    sub = verifier.subscriber(mint(KEY, "HS256", sub="alice", topics=["news", "room:*"]))
+    assert sub.user == "alice" and sub.topic_grants == ("news", "room:*")
+    assert sub.expires_at is not None and sub.expires_at > time.time()
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "garbage",
+        mint("another-key-that-is-also-long-enough-456", "HS256", sub="alice"),
+        mint(KEY, "HS256", sub="alice")[:-2] + "xx",
+        mint(KEY, "HS256", sub="alice", ttl=-5),
+        jwt.encode({"sub": "alice"}, KEY, algorithm="HS512"),
+        jwt.encode({"sub": "alice"}, None, algorithm="none"),  # type: ignore[arg-type]
+        jwt.encode({"topics": ["x"]}, KEY, algorithm="HS256"),
+        jwt.encode({"sub": "bad user!"}, KEY, algorithm="HS256"),
+        jwt.encode({"sub": "a", "nbf": int(time.time()) + 600}, KEY, algorithm="HS256"),
+        jwt.encode({"sub": "a", "topics": [1]}, KEY, algorithm="HS256"),
+    ],
+)
+def test_bad_tokens_are_401(token: str) -> None:
+    with pytest.raises(Unauthorized):
+        verifier.subscriber(token)
+
+
+def test_es256_with_a_public_key() -> None:
+    private = ec.generate_private_key(ec.SECP256R1())
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    es = TokenVerifier(public_pem, "ES256", "subscriber")
+    token = jwt.encode({"sub": "alice"}, private, algorithm="ES256")
+    assert es.subscriber(token).user == "alice"
+    # Algorithm confusion: an HS256 token "signed" with the public key is refused.
+    with pytest.raises(Unauthorized):
+        es.subscriber(_hs256_by_hand({"sub": "alice"}, public_pem.encode()))
+
+
+def _hs256_by_hand(claims: dict[str, str], secret: bytes) -> str:
+    def b64(data: bytes) -> bytes:
+        return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+    signing_input = b64(b'{"alg":"HS256","typ":"JWT"}') + b"." + b64(json.dumps(claims).encode())
+    signature = hmac.new(secret, signing_input, hashlib.sha256).digest()
+    return (signing_input + b"." + b64(signature)).decode()
+
+
+def test_publisher_grants() -> None:
+    publisher = TokenVerifier("publisher-key-long-enough-0123456789", "HS256", "publisher")
+    grants = publisher.publisher(
+        mint("publisher-key-long-enough-0123456789", "HS256", sub="svc", publish=["user:*"])
+    )
+    assert grants.grants == ("user:*",)
