@@ -6,7 +6,7 @@ import asyncio
 import re
 from dataclasses import dataclass, field
 
-from aiohttp import ClientResponse
+from aiohttp import ClientPayloadError, ClientResponse
 
 _LINE = re.compile(rb"\r\n|\r|\n")
 
@@ -24,6 +24,7 @@ class SSEStream:
     last_id: str = ""
     retry: int | None = None
     comments: list[str] = field(default_factory=list)
+    aborted: bool = False  # the server cut the connection instead of ending the stream
     _buffer: bytes = b""
     _eof: bool = False
 
@@ -36,7 +37,10 @@ class SSEStream:
                 return line.decode()
             if self._eof:
                 return None
-            chunk = await asyncio.wait_for(self.response.content.readany(), timeout)
+            try:
+                chunk = await asyncio.wait_for(self.response.content.readany(), timeout)
+            except ClientPayloadError:
+                self.aborted, chunk = True, b""
             if not chunk:
                 self._eof = True
                 if self._buffer:

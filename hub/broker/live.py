@@ -151,6 +151,9 @@ class LiveConnection:
         self._alive = False
 
     def _handle(self, reply: object) -> None:
+        if isinstance(reply, bytes) and reply.isdigit():
+            self._pong(int(reply))  # PING outside subscribed mode answers with a plain string
+            return
         if not isinstance(reply, list) or not reply:
             return
         kind = reply[0]
@@ -203,8 +206,10 @@ class LiveConnection:
                     break
                 try:
                     await conn.send_command(*command)
-                except _LOST:
-                    break  # the reader sees the same loss, reconnects and subscribes again
+                except (*_LOST, AttributeError):
+                    # Lost, or closed by the reader mid-send (redis-py then has no writer):
+                    # the reader reconnects and subscribes everything again.
+                    break
 
     async def _health_loop(self) -> None:
         """PING regularly; a connection that stops answering is dropped and reconnected."""

@@ -1,0 +1,118 @@
+"""One contract, two brokers: the in-memory broker and Redis (a real redis-server)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from hub.broker import Broker, Entry, Idempotency, create_broker
+from hub.config import Settings
+from hub.errors import IdempotencyConflict
+from hub.message import Message
+from tests.redis_server import RedisServer
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.delivered: list[tuple[str, int, Entry]] = []
+        self.resyncs = 0
+        self.arrived = asyncio.Event()
+
+    def deliver(self, channel: str, epoch: int, entry: Entry) -> None:
+        self.delivered.append((channel, epoch, entry))
+        self.arrived.set()
+
+    def resync(self) -> None:
+        self.resyncs += 1
+
+    async def wait_for(self, count: int) -> None:
+        async with asyncio.timeout(10):
+            while len(self.delivered) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+
+
+def message(*channels: str, data: str = "x", event: str = "message") -> Message:
+    return Message(channels=channels, event=event, data=data)
+
+
+@pytest.fixture
+async def sink_and_broker(
+    broker_kind: str, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[RecordingSink, Broker]]:
+    settings = dataclasses.replace(
+        Settings(), history_max_len=10, key_prefix=f"c{uuid.uuid4().hex[:8]}:"
+    )
+    if broker_kind == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        settings = dataclasses.replace(settings, redis_url=server.url)
+    broker = create_broker(settings)
+    sink = RecordingSink()
+    await broker.start(sink)
+    yield sink, broker
+    await broker.close()
+
+
+async def test_offsets_are_contiguous_per_channel(sink_and_broker: Any) -> None:
+    _, broker = sink_and_broker
+    results = await broker.publish([message("user:a", "topic:t"), message("user:a")])
+    assert results == [{"user:a": "1-0", "topic:t": "1-0"}, {"user:a": "2-0"}]
+    page = await broker.history("user:a", 0, 100)
+    assert [e.offset for e in page.entries] == [1, 2] and page.top == 2 and page.epoch > 0
+
+
+async def test_history_after_limit_and_position_only(sink_and_broker: Any) -> None:
+    _, broker = sink_and_broker
+    await broker.publish([message("user:h", data=f"d{n}", event="ev") for n in range(5)])
+    page = await broker.history("user:h", 2, 2)
+    assert [(e.offset, e.data, e.event) for e in page.entries] == [(3, "d2", "ev"), (4, "d3", "ev")]
+    assert page.entries[0].body == b"event: ev\ndata: d2\n\n"
+    meta = await broker.history("user:h", None, 100)
+    assert (meta.epoch, meta.top, meta.entries) == (page.epoch, 5, [])
+    missing = await broker.history("user:nobody", 0, 100)
+    assert (missing.epoch, missing.top, missing.entries) == (0, 0, [])
+
+
+async def test_trimmed_history_keeps_the_newest_contiguously(sink_and_broker: Any) -> None:
+    _, broker = sink_and_broker
+    await broker.publish([message("user:t", data=str(n)) for n in range(1, 301)])
+    page = await broker.history("user:t", 0, 1000)
+    offsets = [e.offset for e in page.entries]
+    assert offsets[0] > 1 and offsets[-1] == 300 == page.top
+    assert offsets == list(range(offsets[0], 301))
+    assert len(offsets) >= 10
+
+
+async def test_live_entries_after_subscribe(sink_and_broker: Any) -> None:
+    sink, broker = sink_and_broker
+    await broker.subscribe("user:live")
+    await broker.publish([message("user:live", data="hi\nthere", event="greet")])
+    await sink.wait_for(1)
+    channel, epoch, entry = sink.delivered[-1]
+    page = await broker.history("user:live", 0, 10)
+    assert (channel, epoch) == ("user:live", page.epoch)
+    assert entry == page.entries[0] and entry.body == page.entries[0].body
+    broker.unsubscribe("user:live")
+
+
+async def test_idempotency_key(sink_and_broker: Any) -> None:
+    _, broker = sink_and_broker
+    key = Idempotency(f"idem:{uuid.uuid4().hex}", "fp1")
+    first = await broker.publish([message("user:i", "topic:j")], key)
+    again = await broker.publish([message("user:i", "topic:j")], key)
+    assert first == again == [{"user:i": "1-0", "topic:j": "1-0"}]
+    with pytest.raises(IdempotencyConflict):
+        await broker.publish([message("user:i")], Idempotency(key.key, "fp2"))
+    assert (await broker.history("user:i", None, 0)).top == 1
+
+
+async def test_ready(sink_and_broker: Any) -> None:
+    _, broker = sink_and_broker
+    async with asyncio.timeout(10):
+        while not await broker.ready():
+            await asyncio.sleep(0.05)

@@ -1,0 +1,104 @@
+"""What only the Redis broker must prove: atomic scripts, epochs, outages and reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from hub.broker.redis import RedisBroker
+from hub.config import Settings
+from hub.errors import BrokerUnavailable, HubError
+from tests.redis_server import RedisServer
+from tests.test_broker_contract import RecordingSink, message
+
+
+@pytest.fixture
+async def broker(own_redis: RedisServer) -> AsyncIterator[tuple[RecordingSink, RedisBroker]]:
+    broker = RedisBroker(dataclasses.replace(Settings(), redis_url=own_redis.url))
+    sink = RecordingSink()
+    await broker.start(sink)
+    yield sink, broker
+    await broker.close()
+
+
+async def test_a_failed_publish_writes_nothing_to_any_target(
+    broker: tuple[RecordingSink, RedisBroker], own_redis: RedisServer
+) -> None:
+    _, hub_broker = broker
+    async with Redis.from_url(own_redis.url) as redis:
+        await redis.set(hub_broker.keys.stream("topic:broken"), "not a stream")
+        with pytest.raises(HubError):
+            await hub_broker.publish([message("user:ok", "topic:broken")])
+        assert await redis.exists(hub_broker.keys.stream("user:ok")) == 0
+    assert (await hub_broker.history("user:ok", None, 0)).epoch == 0
+
+
+async def test_a_wiped_channel_gets_a_new_epoch(
+    broker: tuple[RecordingSink, RedisBroker], own_redis: RedisServer
+) -> None:
+    _, hub_broker = broker
+    await hub_broker.publish([message("user:w")])
+    before = await hub_broker.history("user:w", None, 0)
+    async with Redis.from_url(own_redis.url) as redis:
+        await redis.flushall()
+    await hub_broker.publish([message("user:w")])
+    after = await hub_broker.history("user:w", 0, 10)
+    assert after.epoch != before.epoch and after.top == 1
+
+
+async def test_outage_is_broker_unavailable_then_recovers(
+    broker: tuple[RecordingSink, RedisBroker], own_redis: RedisServer
+) -> None:
+    sink, hub_broker = broker
+    await hub_broker.subscribe("user:o")
+    own_redis.stop()
+    with pytest.raises(BrokerUnavailable):
+        await hub_broker.publish([message("user:o")])
+    assert not await hub_broker.ready()
+    own_redis.start()
+    async with asyncio.timeout(20):
+        while not await hub_broker.ready():
+            await asyncio.sleep(0.05)
+    assert sink.resyncs >= 2 and hub_broker.reconnects >= 1
+    await hub_broker.publish([message("user:o", data="back")])
+    await sink.wait_for(1)
+    assert sink.delivered[-1][2].data == "back"
+
+
+async def test_killed_pubsub_connection_is_resubscribed_and_resynced(
+    broker: tuple[RecordingSink, RedisBroker], own_redis: RedisServer
+) -> None:
+    sink, hub_broker = broker
+    await hub_broker.subscribe("user:k")
+    resyncs = sink.resyncs
+    async with Redis.from_url(own_redis.url) as redis:
+        assert await redis.execute_command("CLIENT KILL TYPE pubsub") >= 1
+        async with asyncio.timeout(10):
+            while sink.resyncs == resyncs:
+                await asyncio.sleep(0.02)
+        numsub = await redis.pubsub_numsub(hub_broker.keys.live("user:k"))
+        assert numsub[0][1] == 1
+    await hub_broker.publish([message("user:k", data="after kill")])
+    await sink.wait_for(1)
+    assert sink.delivered[-1][2].data == "after kill"
+
+
+async def test_references_are_counted(
+    broker: tuple[RecordingSink, RedisBroker], own_redis: RedisServer
+) -> None:
+    _, hub_broker = broker
+    live = hub_broker.keys.live("user:r")
+    await hub_broker.subscribe("user:r")
+    await hub_broker.subscribe("user:r")
+    async with Redis.from_url(own_redis.url) as redis:
+        assert (await redis.pubsub_numsub(live))[0][1] == 1
+        hub_broker.unsubscribe("user:r")
+        await hub_broker.subscribe("user:other")  # its PING reply orders after the last change
+        assert (await redis.pubsub_numsub(live))[0][1] == 1
+        hub_broker.unsubscribe("user:r")
+        await hub_broker.subscribe("user:third")
+        assert (await redis.pubsub_numsub(live))[0][1] == 0
