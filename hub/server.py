@@ -79,7 +79,7 @@ def serve(settings: Settings) -> int:
         shutdown_timeout=settings.shutdown_timeout,
         handler_cancellation=True,
         access_log_class=AccessLogger,
-        print=lambda message: log.info("%s", str(message).strip("= \n")),
+        print=lambda message: log.info("%s", " ".join(str(message).replace("=", "").split())),
     )
     log.info("stopped")
     return 0

@@ -170,7 +170,7 @@ class Subscription:
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
 
-    async def wait(self, timeout: float) -> None:  # noqa: ASYNC109
+    async def wait(self, timeout: float) -> None:
         """Until there is something to do, or `timeout` seconds pass."""
         if self._woken or self._outbox or self.closed is not None:
             self._woken = False

@@ -1,10 +1,10 @@
-"""Fixtures: a private Redis server, hub settings for either broker, and a hub on a real HTTP server."""
+"""Fixtures: a private Redis server, settings for either broker, a hub on a real HTTP server."""
 
 from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,5 +154,5 @@ async def make_hub(aiohttp_client: AiohttpClient, make_settings: MakeSettings) -
 
 
 @pytest.fixture
-async def hub(make_hub: MakeHub) -> AsyncIterator[HubClient]:
-    yield await make_hub()
+async def hub(make_hub: MakeHub) -> HubClient:
+    return await make_hub()

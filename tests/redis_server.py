@@ -1,4 +1,4 @@
-"""A private redis-server process for tests: started on a free port, stopped and restarted at will."""
+"""A private redis-server process for tests: on a free port, stopped and restarted at will."""
 
 from __future__ import annotations
 

@@ -63,7 +63,9 @@ async def test_offsets_are_contiguous_per_channel(sink_and_broker: Any) -> None:
     results = await broker.publish([message("user:a", "topic:t"), message("user:a")])
     assert results == [{"user:a": "1-0", "topic:t": "1-0"}, {"user:a": "2-0"}]
     page = await broker.history("user:a", 0, 100)
-    assert [e.offset for e in page.entries] == [1, 2] and page.top == 2 and page.epoch > 0
+    assert [e.offset for e in page.entries] == [1, 2]
+    assert page.top == 2
+    assert page.epoch > 0
 
 
 async def test_history_after_limit_and_position_only(sink_and_broker: Any) -> None:
@@ -83,7 +85,8 @@ async def test_trimmed_history_keeps_the_newest_contiguously(sink_and_broker: An
     await broker.publish([message("user:t", data=str(n)) for n in range(1, 301)])
     page = await broker.history("user:t", 0, 1000)
     offsets = [e.offset for e in page.entries]
-    assert offsets[0] > 1 and offsets[-1] == 300 == page.top
+    assert offsets[0] > 1
+    assert offsets[-1] == 300 == page.top
     assert offsets == list(range(offsets[0], 301))
     assert len(offsets) >= 10
 
@@ -96,7 +99,8 @@ async def test_live_entries_after_subscribe(sink_and_broker: Any) -> None:
     channel, epoch, entry = sink.delivered[-1]
     page = await broker.history("user:live", 0, 10)
     assert (channel, epoch) == ("user:live", page.epoch)
-    assert entry == page.entries[0] and entry.body == page.entries[0].body
+    assert entry == page.entries[0]
+    assert entry.body == page.entries[0].body
     broker.unsubscribe("user:live")
 
 

@@ -37,7 +37,8 @@ def test_file_then_env_then_overrides(tmp_path: Path) -> None:
     settings = load_settings(config, environ=env, port=9100)
     assert settings.port == 9100
     assert settings.heartbeat_interval == 2.5
-    assert settings.redis_url == "redis://localhost:6399/0" and settings.uses_redis
+    assert settings.redis_url == "redis://localhost:6399/0"
+    assert settings.uses_redis
     assert settings.allow_query_token is False
     assert settings.cors_origins == ("https://x.example", "https://y.example")
     assert settings.history_max_len == 50
@@ -68,9 +69,9 @@ def test_bad_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown setting 'prot'"):
         load_settings(config, environ={})
     config.write_text("port = \n")
-    with pytest.raises(ConfigError, match="hub.toml"):
+    with pytest.raises(ConfigError, match=r"hub\.toml"):
         load_settings(config, environ={})
-    with pytest.raises(ConfigError, match="missing.toml"):
+    with pytest.raises(ConfigError, match=r"missing\.toml"):
         load_settings(tmp_path / "missing.toml", environ={})
 
 

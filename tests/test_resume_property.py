@@ -17,7 +17,9 @@ CLIENTS = {"a": ("t1",), "b": ("t2",), "c": ("t1", "t2")}
 
 publish = st.tuples(st.just("publish"), st.sets(st.sampled_from(CHANNELS), min_size=1))
 client_op = st.tuples(st.sampled_from(["disconnect", "reconnect", "read"]), st.sampled_from("abc"))
-operations = st.lists(st.one_of(publish, client_op, st.tuples(st.just("read"), st.just("a"))), max_size=40)
+operations = st.lists(
+    st.one_of(publish, client_op, st.tuples(st.just("read"), st.just("a"))), max_size=40
+)
 
 
 @dataclass

@@ -40,7 +40,8 @@ async def test_wire_bytes_for_multiline_custom_type_and_unicode(hub: HubClient) 
     frames = raw.decode().split("\n\n")[:3]
     for frame, body in zip(frames, expected_bodies, strict=True):
         id_line, _, rest = frame.partition("\n")
-        assert id_line.startswith("id: ") and "\r" not in id_line
+        assert id_line.startswith("id: ")
+        assert "\r" not in id_line
         assert rest + "\n\n" == body
     stream.close()
 

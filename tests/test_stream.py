@@ -6,6 +6,7 @@ import json
 
 from hub.cursor import decode
 from tests.conftest import HubClient, MakeHub
+from tests.sse_client import Event
 
 
 async def test_headers_retry_and_live_event(hub: HubClient) -> None:
@@ -170,11 +171,12 @@ async def test_trimmed_history_gives_one_reset_then_oldest_retained(make_hub: Ma
     reset = await resumed.next()
     assert reset.event == "hub.reset"
     assert json.loads(reset.data) == {"reason": "history_trimmed", "channels": ["user:hank"]}
-    rest = []
+    rest: list[Event] = []
     while len(rest) == 0 or rest[-1].data != "h399":
         rest.append(await resumed.next())
     numbers = [int(e.data[1:]) for e in rest]
-    assert numbers == list(range(numbers[0], 400)) and numbers[0] > 2
+    assert numbers == list(range(numbers[0], 400))
+    assert numbers[0] > 2
     assert all(e.event == "message" for e in rest)
     resumed.close()
 

@@ -81,7 +81,10 @@ class Broker(ABC):
 
     @abstractmethod
     async def history(self, channel: str, after: int | None, limit: int) -> HistoryPage:
-        """Entries with offset > `after`, at most `limit`; only epoch and top when `after` is None."""
+        """Entries with offset > `after`, at most `limit`.
+
+        With `after` None: only the epoch and top (the position "now").
+        """
 
     @abstractmethod
     def subscribe(self, channel: str) -> asyncio.Future[None]:

@@ -1,0 +1,35 @@
+# One entry point for people, README and CI. `make test` and `make run` set up
+# everything they need (a virtualenv in .venv) on first use.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: install run test lint format check clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install  ## the hub on the embedded broker (set HUB_REDIS_URL for Redis)
+	$(BIN)/hub serve
+
+test: install  ## every test; a private redis-server is started by the fixtures
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check hub tests
+	$(BIN)/ruff format --check hub tests
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix hub tests
+	$(BIN)/ruff format hub tests
+
+check: lint test
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,180 @@
+"""`hub serve` and `hub token` as real processes: start-up, first run, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import jwt
+import pytest
+
+from tests.conftest import PUBLISHER_KEY, SUBSCRIBER_KEY
+from tests.redis_server import RedisServer, free_port
+from tests.sse_client import SSEStream
+
+
+class HubProcess:
+    def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.stdout = tmp_path / f"hub-{self.port}.out"
+        self.stderr = tmp_path / f"hub-{self.port}.err"
+        full_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HUB_HOST": "127.0.0.1",
+            "HUB_PORT": str(self.port),
+            **env,
+        }
+        with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "hub", "serve"], env=full_env, stdout=out, stderr=err
+            )
+
+    def wait_healthy(self) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.stderr.read_text()
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("hub did not become healthy")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def start_hub(tmp_path: Path) -> Iterator[object]:
+    started: list[HubProcess] = []
+
+    def start(env: dict[str, str]) -> HubProcess:
+        hub = HubProcess(tmp_path, env)
+        started.append(hub)
+        hub.wait_healthy()
+        return hub
+
+    yield start
+    for hub in started:
+        hub.stop()
+
+
+def _token(*args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "hub", "token", *args],
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "HUB_SUBSCRIBER_JWT_KEY": SUBSCRIBER_KEY,
+            "HUB_PUBLISHER_JWT_KEY": PUBLISHER_KEY,
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def test_token_command_signs_with_the_configured_keys() -> None:
+    claims = jwt.decode(
+        _token("--sub", "alice", "--topics", "news, room:*"), SUBSCRIBER_KEY, algorithms=["HS256"]
+    )
+    assert claims["sub"] == "alice"
+    assert claims["topics"] == ["news", "room:*"]
+    assert claims["exp"] - time.time() == pytest.approx(3600, abs=60)
+    publisher = jwt.decode(
+        _token("--sub", "svc", "--publisher", "--publish", "user:*"),
+        PUBLISHER_KEY,
+        algorithms=["HS256"],
+    )
+    assert publisher["publish"] == ["user:*"]
+    missing = subprocess.run(
+        [sys.executable, "-m", "hub", "token", "--sub", "a"],
+        env={"PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert missing.returncode == 2
+    assert "HUB_SUBSCRIBER_JWT_KEY" in missing.stderr
+
+
+async def test_sigterm_ends_open_streams_cleanly_and_exits_0(
+    start_hub: object, redis_server: RedisServer
+) -> None:
+    hub = start_hub(  # type: ignore[operator]
+        {
+            "HUB_REDIS_URL": redis_server.url,
+            "HUB_KEY_PREFIX": "serve-test:",
+            "HUB_SUBSCRIBER_JWT_KEY": SUBSCRIBER_KEY,
+            "HUB_PUBLISHER_JWT_KEY": PUBLISHER_KEY,
+        }
+    )
+    subscriber, publisher = _token("--sub", "sam"), _token("--sub", "p", "--publisher")
+    async with aiohttp.ClientSession(hub.url) as session:
+        async with asyncio.timeout(20):
+            while (await session.get("/readyz")).status != 200:
+                await asyncio.sleep(0.05)
+        response = await session.get("/events", params={"token": subscriber})
+        stream = SSEStream(response)
+        await stream.wait_open()
+        async with session.post(
+            "/publish",
+            json={"users": ["sam"], "data": "before shutdown"},
+            headers={"Authorization": f"Bearer {publisher}"},
+        ) as answer:
+            assert answer.status == 200
+        assert (await stream.next()).data == "before shutdown"
+        started = time.monotonic()
+        hub.process.send_signal(signal.SIGTERM)
+        assert await stream.rest() == []
+        assert not stream.aborted, "the stream must end with a clean chunked EOF"
+    assert await asyncio.to_thread(hub.process.wait, 15) == 0
+    assert time.monotonic() - started < 10
+    log = hub.stderr.read_text()
+    assert '"GET /events?token=***"' in log, log
+    assert subscriber not in log, "tokens never appear in logs"
+
+
+async def test_first_run_with_nothing_configured(start_hub: object) -> None:
+    hub = start_hub({})  # type: ignore[operator]
+    out = hub.stdout.read_text()
+    err = hub.stderr.read_text()
+    assert "in-memory broker" in err
+    assert "generated random keys" in err
+    subscriber = re.search(r"Subscriber token[^\n]*\n\s+(\S+)", out)
+    publisher = re.search(r"Publisher token[^\n]*\n\s+(\S+)", out)
+    assert subscriber
+    assert publisher
+    async with aiohttp.ClientSession(hub.url) as session:
+        response = await session.get(
+            "/events", headers={"Authorization": f"Bearer {subscriber[1]}"}
+        )
+        stream = SSEStream(response)
+        await stream.wait_open()
+        async with session.post(
+            "/publish",
+            json={"users": ["alice"], "data": "hi"},
+            headers={"Authorization": f"Bearer {publisher[1]}"},
+        ) as answer:
+            assert answer.status == 200
+        assert (await stream.next()).data == "hi"
+        stream.close()
+        # Keys are random per run: a token signed elsewhere is refused.
+        forged = _token("--sub", "alice")
+        refused = await session.get("/events", headers={"Authorization": f"Bearer {forged}"})
+        assert refused.status == 401
