@@ -10,6 +10,7 @@ from hub import health, publish, stream
 from hub.auth import TokenVerifier
 from hub.broker import Broker, create_broker
 from hub.config import Settings
+from hub.cors import Cors
 from hub.fanout import FanOut
 from hub.problem import problem_middleware
 from hub.state import HUB, Hub
@@ -34,6 +35,10 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
     app[HUB] = hub
     app.router.add_get("/events", stream.events)
     app.router.add_post("/publish", publish.publish)
+    cors = Cors(settings.cors_origins)
+    app.on_response_prepare.append(cors.on_prepare)
+    for path in ("/events", "/publish"):
+        app.router.add_route("OPTIONS", path, cors.preflight)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.on_startup.append(_start)

@@ -130,3 +130,21 @@ async def test_slow_consumer_is_closed_without_stalling_others(make_hub: MakeHub
     assert rest == list(range(len(got) + 1, 2000))
     resumed.close()
     fast.close()
+
+
+async def test_two_hubs_on_one_redis_and_a_stream_moving_between_them(
+    make_hub: MakeHub, own_redis: RedisServer
+) -> None:
+    one = await make_hub(redis_url=own_redis.url, key_prefix="shared:")
+    two = await make_hub(redis_url=own_redis.url, key_prefix="shared:")
+    stream = await two.subscribe("moe")
+    await one.send("via one", users=["moe"])
+    assert (await stream.next()).data == "via one"
+    stream.close()
+    await one.send("missed 1", users=["moe"])
+    await two.send("missed 2", users=["moe"])
+    moved = await one.subscribe("moe", last_event_id=stream.last_id)
+    assert [e.data for e in await moved.take(2)] == ["missed 1", "missed 2"]
+    await two.send("live", users=["moe"])
+    assert (await moved.next()).data == "live"
+    moved.close()

@@ -229,3 +229,11 @@ async def test_shutdown_ends_open_streams_cleanly(make_hub: MakeHub) -> None:
     assert (await stream.next()).data == "l1"
     await hub.client.app.shutdown()
     assert await stream.rest() == []
+
+
+async def test_stream_ends_when_its_token_expires(hub: HubClient) -> None:
+    stream = await hub.subscribe("mia", token=hub.subscriber_token("mia", ttl=2))
+    await hub.send("m1", users=["mia"])
+    assert (await stream.next()).data == "m1"
+    assert await stream.rest(timeout=20) == []
+    assert not stream.aborted
