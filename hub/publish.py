@@ -39,19 +39,20 @@ def _authorize(publisher: Publisher, message: Message, where: str = "") -> None:
             raise Forbidden(f"{where}the token does not allow publishing to {channel!r}")
 
 
-def _idempotency(
-    request: web.Request, hub: Hub, publisher: Publisher, body: bytes
-) -> Idempotency | None:
+def _idempotency_key(request: web.Request, publisher: Publisher) -> str | None:
+    """The request's Idempotency-Key, scoped to its publisher; None without one."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
     if not 0 < len(key) <= _MAX_IDEMPOTENCY_KEY or not key.isprintable():
         raise BadRequest(f"Idempotency-Key must be 1-{_MAX_IDEMPOTENCY_KEY} printable characters")
-    broker_key = (
-        f"{hub.settings.key_prefix}idem:"
-        + hashlib.sha256(f"{publisher.name}\0{key}".encode()).hexdigest()
-    )
-    return Idempotency(broker_key, hashlib.sha256(body).hexdigest())
+    return f"{publisher.name}\0{key}"
+
+
+def _idempotency(scoped_key: str | None, body: bytes) -> Idempotency | None:
+    if scoped_key is None:
+        return None
+    return Idempotency(scoped_key, hashlib.sha256(body).hexdigest())
 
 
 def _messages(hub: Hub, publisher: Publisher, payload: Any) -> tuple[list[Message], bool]:
@@ -84,7 +85,8 @@ async def publish(request: web.Request) -> web.Response:
         )
     body = await _read_body(request, hub.settings.max_body_bytes)
     messages, batch = _messages(hub, publisher, loads(body))
-    results = await hub.broker.publish(messages, _idempotency(request, hub, publisher, body))
+    idempotency = _idempotency(_idempotency_key(request, publisher), body)
+    results = await hub.broker.publish(messages, idempotency)
     answer = {"results": [{"ids": ids} for ids in results]} if batch else {"ids": results[0]}
     return web.json_response(answer)
 
@@ -104,8 +106,13 @@ async def _lines(request: web.Request, limit: int) -> AsyncIterator[bytes]:
 
 
 async def _publish_lines(request: web.Request, hub: Hub, publisher: Publisher) -> web.Response:
-    """One message per line, each published as soon as its line arrives."""
+    """One message per line, each published as soon as its line arrives.
+
+    With an Idempotency-Key, each line is keyed by its number: a retried request
+    publishes only the lines the first attempt did not.
+    """
     s = hub.settings
+    scoped_key = _idempotency_key(request, publisher)
     results: list[dict[str, Any]] = []
     number = 0
     reading = True  # an error while reading concerns the next line, not the last one
@@ -120,7 +127,8 @@ async def _publish_lines(request: web.Request, hub: Hub, publisher: Publisher) -
                 loads(line), max_payload_bytes=s.max_payload_bytes, max_targets=s.max_targets
             )
             _authorize(publisher, message)
-            (ids,) = await hub.broker.publish([message])
+            line_key = None if scoped_key is None else f"{scoped_key}\0{number}"
+            (ids,) = await hub.broker.publish([message], _idempotency(line_key, line))
             results.append({"ids": ids})
             reading = True
     except HubError as exc:

@@ -50,8 +50,7 @@ def _announce_dev_keys(settings: Settings) -> None:
         f"Listen:   curl -N '{base}/events?token={subscriber}'\n"
         f"Publish:  curl -X POST {base}/publish -H 'Authorization: Bearer {publisher}' "
         "-H 'Content-Type: application/json' "
-        """-d '{"users": ["alice"], "data": "hello"}'\n"""
-        f"Hub:      {base}/\n",
+        """-d '{"users": ["alice"], "data": "hello"}'\n""",
         flush=True,
     )
 

@@ -177,3 +177,19 @@ async def test_idempotency_key_makes_a_retry_publish_once(hub: HubClient) -> Non
     assert await _history(hub, "ida") == ["once"]
     status, _ = await hub.post(body, headers={"Idempotency-Key": ""})
     assert status == 400
+
+
+async def test_idempotency_key_on_ndjson_resends_only_what_was_not_published(
+    hub: HubClient,
+) -> None:
+    key = {"Idempotency-Key": "stream-7"}
+    good = b'{"users":["ned"],"data":"w1"}\n{"users":["ned"],"data":"w2"}\n'
+    cut = good + b'{"users":["ned"],"data":"w3"}\n{"users":["ned"]}\n'
+    status, problem = await hub.post(raw=cut, content_type="application/x-ndjson", headers=key)
+    assert status == 400
+    assert problem["published"] == 3
+    retry = good + b'{"users":["ned"],"data":"w3"}\n{"users":["ned"],"data":"w4"}\n'
+    status, answer = await hub.post(raw=retry, content_type="application/x-ndjson", headers=key)
+    assert status == 200
+    assert [r["ids"]["user:ned"] for r in answer["results"]] == ["1-0", "2-0", "3-0", "4-0"]
+    assert await _history(hub, "ned") == ["w1", "w2", "w3", "w4"]

@@ -44,6 +44,8 @@ class HistoryPage:
 
 @dataclass(frozen=True, slots=True)
 class Idempotency:
+    """An Idempotency-Key scoped to its publisher, and a hash of the request it answered."""
+
     key: str
     fingerprint: str
 

@@ -28,6 +28,7 @@ class Keys:
     def channel_of(self, live: bytes) -> str:
         return live[len(self.prefix) + 1 : -1].decode()
 
-    def idempotency(self, publisher: str, key: str) -> str:
-        digest = hashlib.sha256(f"{publisher}\0{key}".encode()).hexdigest()
+    def idempotency(self, scoped_key: str) -> str:
+        """Where a publisher's Idempotency-Key is recorded (hashed: keys are free text)."""
+        digest = hashlib.sha256(scoped_key.encode()).hexdigest()
         return f"{self.prefix}idem:{digest}"

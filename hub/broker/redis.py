@@ -81,7 +81,7 @@ class RedisBroker(Broker):
                 keys += [self.keys.stream(channel), self.keys.meta(channel)]
                 args.append(self.keys.live(channel))
         if idempotency is not None:
-            keys.append(idempotency.key)
+            keys.append(self.keys.idempotency(idempotency.key))
         reply = await self._call(self._publish, keys, args)
         if reply[0] == b"dup":
             fingerprint, _, ids = reply[1].decode().partition("\n")
