@@ -10,6 +10,7 @@ from hub.channels import EVENT_RE, topic_channel, user_channel, valid_name
 from hub.errors import BadRequest, PayloadTooLarge
 
 DEFAULT_EVENT = "message"
+RESERVED_EVENT_PREFIX = "hub."
 _FIELDS = frozenset({"users", "topics", "event", "data"})
 
 
@@ -62,6 +63,9 @@ def parse_message(
     event = obj.get("event", DEFAULT_EVENT)
     if not isinstance(event, str) or EVENT_RE.fullmatch(event) is None:
         raise BadRequest(f"{where}'event' must match [A-Za-z0-9_.:-]{{1,64}}")
+    if event.startswith(RESERVED_EVENT_PREFIX):
+        # Only the hub speaks as `hub.*` (hub.reset): a publisher cannot fake a reset.
+        raise BadRequest(f"{where}event types starting with {RESERVED_EVENT_PREFIX!r} are reserved")
     if "data" not in obj:
         raise BadRequest(f"{where}'data' is required")
     data = obj["data"]

@@ -31,5 +31,13 @@ def frame(event_id: str, body: bytes) -> bytes:
     return b"id: " + event_id.encode() + b"\n" + body
 
 
-def retry(milliseconds: int) -> bytes:
-    return f"retry: {milliseconds}\n\n".encode()
+def opening(retry_ms: int, event_id: str | None) -> bytes:
+    """The first block of a stream: the reconnect delay and, when known, the starting cursor.
+
+    A block with an `id:` and no `data:` dispatches no event but sets the
+    EventSource's last event id, so a reconnect before the first event still
+    resumes exactly.
+    """
+    if event_id is None:
+        return f"retry: {retry_ms}\n\n".encode()
+    return f"retry: {retry_ms}\nid: {event_id}\n\n".encode()

@@ -50,9 +50,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     sub = Subscription(_channels(request, hub, subscriber), settings.stream_queue_size)
     # The header wins: EventSource reconnects with its original URL *and* the newer header.
     sub.start_from(request.headers.get("Last-Event-ID") or request.query.get("lastEventId"))
-    # A broker outage here still opens the stream; the first backfill fixes the positions.
-    with contextlib.suppress(BrokerUnavailable):
-        await sub.take_positions(hub.broker)
+    await sub.take_positions(hub.broker)
 
     response = _Response(send_timeout=settings.heartbeat_interval * 2, sep="\n")
     response.content_type = "text/event-stream"
@@ -61,9 +59,14 @@ async def events(request: web.Request) -> web.StreamResponse:
     transport = request.transport
     sub.abort = transport.abort if transport is not None else None
     subscribed = hub.fanout.add(sub)
+    if hub.draining:
+        sub.close("shutdown")  # the drain began while this stream was being set up
+    send_timeout = settings.heartbeat_interval * 2
     try:
-        await _write(response, sse.retry(settings.retry_ms), settings.heartbeat_interval * 2)
+        await _write(response, sse.opening(settings.retry_ms, sub.initial_id()), send_timeout)
         await _run(hub, sub, response, subscribed, subscriber.expires_at)
+        if sub.has_output:  # closed by a drain or an expired token: what was accepted goes out
+            await _write(response, sub.take(), send_timeout)
     except _ClientGone:
         pass
     finally:

@@ -18,13 +18,17 @@ from collections.abc import Awaitable, Callable
 from hub import cursor, sse
 from hub.broker import Broker, Entry, HistoryPage
 from hub.cursor import NOWHERE, Position
+from hub.errors import BrokerUnavailable
 
 RESET_EVENT = "hub.reset"
 TRIMMED = "history_trimmed"
 UNKNOWN = "unknown_cursor"
 EARLIEST = "earliest"
+SLOW_CONSUMER = "slow_consumer"
 
 Writer = Callable[[bytes], Awaitable[None]]
+# A live entry waiting for a backfill to end, with the backfill round it arrived in.
+_Pending = tuple[str, int, Entry, int]
 
 
 class Subscription:
@@ -36,8 +40,9 @@ class Subscription:
         "_pending",
         "_positions",
         "_queue_size",
-        "_reset_unknown",
+        "_round",
         "_tags",
+        "_unknown",
         "_wakeup",
         "_woken",
         "abort",
@@ -51,14 +56,17 @@ class Subscription:
         self.channels = channels
         self._index = {channel: i for i, channel in enumerate(channels)}
         self._tags = [cursor.channel_tag(channel) for channel in channels]
-        # None: "from now", fixed by the first backfill (or `take_positions`).
+        # None: "from now", fixed by `take_positions` or else by the first backfill.
         self._positions: list[Position | None] = [None] * len(channels)
         self._parts = [""] * len(channels)
         self._earliest: set[int] = set()
-        self._reset_unknown = False
+        # Channels whose position is unknown: the first backfill tells them `unknown_cursor`.
+        self._unknown: set[int] = set()
         self._queue_size = queue_size
         self._outbox: deque[bytes] = deque()
-        self._pending: list[tuple[str, int, Entry]] | None = None
+        # Live entries are held until the first backfill has run.
+        self._pending: list[_Pending] | None = []
+        self._round = 0
         self._wakeup: asyncio.Future[None] | None = None
         self._woken = False
         self.needs_sync = True
@@ -80,7 +88,7 @@ class Subscription:
         try:
             known = cursor.decode(last_event_id)
         except cursor.CursorError:
-            self._reset_unknown = True
+            self._unknown = set(range(len(self.channels)))
             return
         if len(set(self._tags)) != len(self._tags):
             return  # two channels share a tag: neither position can be trusted
@@ -89,11 +97,25 @@ class Subscription:
                 self._set(i, known[tag])
 
     async def take_positions(self, broker: Broker) -> None:
-        """Fix "from now" before the response starts, so that open means subscribed."""
-        for i, channel in enumerate(self.channels):
-            if self._positions[i] is None:
-                page = await broker.history(channel, None, 0)
-                self._set(i, Position(page.epoch, page.top))
+        """Fix "from now" before the response starts, so that open means subscribed.
+
+        When the broker is down, the positions it could not give are told to the
+        client as `unknown_cursor` by the first backfill.
+        """
+        try:
+            for i, channel in enumerate(self.channels):
+                if self._positions[i] is None:
+                    page = await broker.history(channel, None, 0)
+                    self._set(i, Position(page.epoch, page.top))
+        except BrokerUnavailable:
+            self._unknown.update(i for i, p in enumerate(self._positions) if p is None)
+
+    def initial_id(self) -> str | None:
+        """The cursor to hand the client before any event (so a reconnect right after
+        open still resumes exactly); None while a position is not settled."""
+        if self._unknown or self._earliest or None in self._positions:
+            return None
+        return self.cursor()
 
     def _set(self, i: int, position: Position) -> None:
         self._positions[i] = position
@@ -108,32 +130,39 @@ class Subscription:
         if self.closed is not None:
             return
         if self._pending is not None:
-            if len(self._pending) >= self._queue_size:
-                self.close("slow_consumer")
-                return
-            self._pending.append((channel, epoch, entry))
-            return
+            self._hold((channel, epoch, entry, self._round))
+        elif not self._place(channel, epoch, entry):
+            # A gap or another epoch: read history again; this entry waits its turn.
+            self.request_resync()
+            self._hold((channel, epoch, entry, self._round))
+
+    def _hold(self, item: _Pending) -> None:
+        assert self._pending is not None
+        if len(self._pending) >= self._queue_size:
+            self.close(SLOW_CONSUMER)
+        else:
+            self._pending.append(item)
+
+    def _place(self, channel: str, epoch: int, entry: Entry) -> bool:
+        """Send `entry` or drop it as already sent; False when it does not follow on."""
         i = self._index[channel]
         position = self._positions[i]
         if position is not None and position.epoch == epoch:
             if entry.offset <= position.offset:
-                return  # already sent (backfill and live overlap)
+                return True  # already sent (backfill and live overlap)
             if entry.offset == position.offset + 1:
                 self._accept(i, epoch, entry)
-                return
+                return True
         elif position == NOWHERE and entry.offset == 1:
             self._accept(i, epoch, entry)
-            return
-        # A gap or another epoch: read history again; this entry waits its turn.
-        self.request_resync()
-        assert self._pending is not None
-        self._pending.append((channel, epoch, entry))
+            return True
+        return False
 
     def _accept(self, i: int, epoch: int, entry: Entry) -> None:
         self._set(i, Position(epoch, entry.offset))
         self._outbox.append(sse.frame(self.cursor(), entry.body))
         if len(self._outbox) > self._queue_size:
-            self.close("slow_consumer")
+            self.close(SLOW_CONSUMER)
             return
         self._wake()
 
@@ -146,10 +175,11 @@ class Subscription:
     def close(self, reason: str) -> None:
         if self.closed is None:
             self.closed = reason
-            self._outbox.clear()
             self._pending = None
-            if reason == "slow_consumer" and self.abort is not None:
-                self.abort()
+            if reason == SLOW_CONSUMER:
+                self._outbox.clear()
+                if self.abort is not None:
+                    self.abort()
         self._wake()
 
     # -- stream task side --------------------------------------------------------------------
@@ -187,66 +217,87 @@ class Subscription:
 
     async def sync(self, broker: Broker, write: Writer, page_size: int) -> None:
         """Backfill from the current positions, then replay what arrived live meanwhile."""
-        while True:
+        while self.closed is None:
             if self._pending is None:
                 self._pending = []
+            if self._outbox:
+                await write(self.take())  # frames accepted before this backfill go first
             self.needs_sync = False
+            self._round += 1
             try:
                 await self._backfill(broker, write, page_size)
             except BaseException:
                 self.needs_sync = True
                 raise
-            pending, self._pending = self._pending, None
-            for item in pending or ():
-                self.offer(*item)
-            if not self.needs_sync or self.closed is not None:
+            self._replay()
+            if not self.needs_sync:
                 return
 
+    def _replay(self) -> None:
+        pending, self._pending = self._pending, None
+        for item in pending or ():
+            if self._pending is not None:  # a resync was asked for: keep the order
+                self._hold(item)
+            elif not self._place(*item[:3]) and item[3] == self._round:
+                self.request_resync()
+                self._hold(item)
+            # An entry that arrived before this round's history reads and still does not
+            # follow on is stale (that history told what happened after it): dropped.
+
     async def _backfill(self, broker: Broker, write: Writer, page_size: int) -> None:
+        """Read every channel's history first, then change positions and write.
+
+        Positions and resets are applied only once every read succeeded, so an
+        outage midway loses no reset: the retry starts from the same positions.
+        """
         resets: dict[str, list[str]] = {}
-        if self._reset_unknown:
-            resets[UNKNOWN] = list(self.channels)
-        pages: list[tuple[int, HistoryPage]] = []
+        if self._unknown:
+            resets[UNKNOWN] = [self.channels[i] for i in sorted(self._unknown)]
+        starts: list[Position] = []
+        pages: list[HistoryPage | None] = []
         for i, channel in enumerate(self.channels):
-            position = self._positions[i]
-            if position is None:
-                page = await broker.history(channel, None, 0)
-                self._set(i, Position(page.epoch, page.top))
-                continue
-            page = await broker.history(channel, position.offset, page_size)
-            reason = None
-            if page.epoch == 0:
-                if position != NOWHERE:
-                    resets.setdefault(TRIMMED, []).append(channel)  # wiped or expired
-                self._set(i, NOWHERE)
-                continue
-            if position.epoch != page.epoch:
-                if position != NOWHERE:
-                    reason = TRIMMED  # wiped and recreated: all of the new epoch is unseen
-                    page = await broker.history(channel, 0, page_size)
-                position = Position(page.epoch, 0)
-            if position.offset > page.top:
-                # The channel went back (restored from an older snapshot): position unknown.
-                if channel not in resets.get(UNKNOWN, ()):
-                    resets.setdefault(UNKNOWN, []).append(channel)
-                self._set(i, Position(page.epoch, page.top))
-                continue
-            first = page.entries[0].offset if page.entries else page.top + 1
-            if first > position.offset + 1:
-                if i not in self._earliest:
-                    reason = TRIMMED
-                position = Position(page.epoch, first - 1)
-            if reason is not None:
+            start, page, reason = await self._read(i, channel, broker, page_size)
+            starts.append(start)
+            pages.append(page)
+            if reason is not None and i not in self._unknown:
                 resets.setdefault(reason, []).append(channel)
-            self._set(i, position)
-            pages.append((i, page))
-        self._reset_unknown = False
+        for i, start in enumerate(starts):
+            self._set(i, start)
+        self._unknown.clear()
         self._earliest.clear()
         for reason, channels in resets.items():
             data = json.dumps({"reason": reason, "channels": channels}, separators=(",", ":"))
             await write(sse.frame(self.cursor(), sse.event_body(RESET_EVENT, data)))
-        for i, page in pages:
-            await self._send_pages(i, page, broker, write, page_size)
+        for i, page in enumerate(pages):
+            if page is not None:
+                await self._send_pages(i, page, broker, write, page_size)
+
+    async def _read(
+        self, i: int, channel: str, broker: Broker, page_size: int
+    ) -> tuple[Position, HistoryPage | None, str | None]:
+        """Where channel `i` continues from, its first page, and the reset it owes, if any."""
+        position = self._positions[i]
+        if position is None:
+            page = await broker.history(channel, None, 0)
+            return Position(page.epoch, page.top), None, None
+        page = await broker.history(channel, position.offset, page_size)
+        reason = None
+        if page.epoch == 0:  # the channel is gone: wiped or expired
+            return NOWHERE, None, None if position == NOWHERE else TRIMMED
+        if position.epoch != page.epoch:
+            if position != NOWHERE:
+                reason = TRIMMED  # wiped and recreated: all of the new epoch is unseen
+                page = await broker.history(channel, 0, page_size)
+            position = Position(page.epoch, 0)
+        if position.offset > page.top:
+            # The channel went back (restored from an older snapshot): position unknown.
+            return Position(page.epoch, page.top), None, UNKNOWN
+        first = page.entries[0].offset if page.entries else page.top + 1
+        if first > position.offset + 1:
+            if i not in self._earliest:
+                reason = TRIMMED
+            position = Position(page.epoch, first - 1)
+        return position, page, reason
 
     async def _send_pages(
         self, i: int, page: HistoryPage, broker: Broker, write: Writer, page_size: int

@@ -78,13 +78,19 @@ class SSEStream:
         return [await self.next(timeout) for _ in range(count)]
 
     async def wait_open(self, timeout: float = 10.0) -> None:
-        """Until the `retry:` line has arrived: from then on the stream is subscribed."""
-        while self.retry is None:
+        """Until the opening block (`retry:` and maybe `id:`) has arrived: from then on the
+        stream is subscribed."""
+        while True:
             line = await self._line(timeout)
             if line is None:
                 raise EOFError("stream ended before retry:")
-            if line.startswith("retry:"):
-                self.retry = int(line.partition(":")[2])
+            name, _, value = line.partition(":")
+            if name == "retry":
+                self.retry = int(value)
+            elif name == "id":
+                self.last_id = value.removeprefix(" ")
+            elif line == "" and self.retry is not None:
+                return
 
     async def wait_comment(self, text: str, timeout: float = 10.0) -> None:
         """Until a comment line `: <text>` arrives (events before it are dropped)."""

@@ -63,6 +63,7 @@ BAD_BODIES: list[tuple[Any, str]] = [
     ({"users": ["alice"], "data": "x", "event": "e" * 65}, "event"),
     ({"users": ["alice"], "data": "x", "event": 5}, "event"),
     ({"users": ["alice"], "data": "x", "colour": "red"}, "unknown field"),
+    ({"users": ["alice"], "data": "x", "event": "hub.reset"}, "reserved"),
     ([], "at least one message"),
 ]
 

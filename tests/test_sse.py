@@ -20,7 +20,8 @@ def test_event_body_keeps_empty_lines_and_spaces() -> None:
 
 def test_frame_and_control_lines() -> None:
     assert sse.frame("c1", b"event: t\ndata: x\n\n") == b"id: c1\nevent: t\ndata: x\n\n"
-    assert sse.retry(2500) == b"retry: 2500\n\n"
+    assert sse.opening(2500, None) == b"retry: 2500\n\n"
+    assert sse.opening(2500, "c1") == b"retry: 2500\nid: c1\n\n"
     assert sse.PING == b": ping\n\n"
 
 
@@ -46,10 +47,13 @@ async def test_wire_bytes_for_multiline_custom_type_and_unicode(hub: HubClient) 
     stream.close()
 
 
-async def test_stream_starts_with_retry_line(hub: HubClient) -> None:
+async def test_stream_opens_with_retry_and_its_starting_cursor(hub: HubClient) -> None:
     response = await hub.client.get(
         "/events", headers={"Authorization": f"Bearer {hub.subscriber_token('w2')}"}
     )
-    first = await response.content.readany()
-    assert first == b"retry: 3000\n\n"
+    first = (await response.content.readany()).decode()
+    retry, cursor, end = first.split("\n", 2)
+    assert (retry, end) == ("retry: 3000", "\n")
+    assert cursor.startswith("id: ")
+    assert len(cursor) > len("id: ")
     response.close()

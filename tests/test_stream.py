@@ -96,6 +96,40 @@ async def test_resume_with_last_event_id_gets_exactly_what_was_missed(hub: HubCl
     resumed.close()
 
 
+async def test_reconnect_before_the_first_event_still_resumes(hub: HubClient) -> None:
+    """The opening block carries the starting cursor, as EventSource keeps it."""
+    stream = await hub.subscribe("nora")
+    opened_at = stream.last_id
+    assert opened_at
+    await hub.send("sent right after onopen", users=["nora"])
+    stream.close()  # gone before reading it
+    resumed = await hub.subscribe("nora", last_event_id=opened_at)
+    event = await resumed.next()
+    assert (event.event, event.data) == ("message", "sent right after onopen")
+    resumed.close()
+
+
+async def test_shutdown_flushes_what_was_accepted(make_hub: MakeHub) -> None:
+    hub = await make_hub()
+    stream = await hub.subscribe("olga")
+    for n in range(20):
+        await hub.send(f"o{n}", users=["olga"])
+    await hub.client.app.shutdown()
+    events = await stream.rest()
+    assert [e.data for e in events] == [f"o{n}" for n in range(20)]
+    assert not stream.aborted
+
+
+async def test_basic_auth_header_falls_through_to_the_cookie(hub: HubClient) -> None:
+    response = await hub.client.get(
+        "/events",
+        headers={"Authorization": "Basic dXNlcjpwYXNz"},
+        cookies={"hub_token": hub.subscriber_token()},
+    )
+    assert response.status == 200
+    response.close()
+
+
 async def test_header_wins_over_query_last_event_id(hub: HubClient) -> None:
     stream = await hub.subscribe("dave")
     await hub.send("d1", users=["dave"])

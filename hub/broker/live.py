@@ -46,6 +46,9 @@ class LiveConnection:
         self._refs: dict[str, int] = {}
         self._on_server: set[str] = set()
         self._confirmed: set[str] = set()
+        # Token of the flush that last sent a channel's SUBSCRIBE: a PING reply confirms
+        # only channels subscribed at or before it.
+        self._subscribed_at: dict[str, int] = {}
         # Futures waiting for a PING reply: token -> [(channel, future)]; token 0 = next flush.
         self._waiting: dict[int, list[tuple[str, asyncio.Future[None]]]] = {}
         self._unsent: list[tuple[str, asyncio.Future[None]]] = []
@@ -126,6 +129,9 @@ class LiveConnection:
                         self._handle(await conn.read_response(timeout=math.inf))
                 except (*_LOST, RedisError) as exc:
                     log.warning("pub/sub connection to Redis lost: %s", exc)
+                except Exception:
+                    # Never let the reader die: anything unexpected counts as a lost link.
+                    log.exception("pub/sub reader failed; reconnecting")
                 finally:
                     self._detach()
             finally:
@@ -149,6 +155,7 @@ class LiveConnection:
     def _detach(self) -> None:
         self._conn = None
         self._alive = False
+        self._confirmed = set()
 
     def _handle(self, reply: object) -> None:
         if isinstance(reply, bytes) and reply.isdigit():
@@ -159,19 +166,24 @@ class LiveConnection:
         kind = reply[0]
         if kind == b"message":
             self._deliver(reply[1], reply[2])
-        elif kind == b"pong":
-            self._pong(int(reply[1] or 0))
+        elif kind == b"pong" and reply[1].isdigit():
+            self._pong(int(reply[1]))
 
     def _deliver(self, live: bytes, payload: bytes) -> None:
-        epoch, offset, event, data = payload.split(b"\n", 3)
-        entry = Entry.create(int(offset), event.decode(), data.decode())
-        self._sink.deliver(self._keys.channel_of(live), int(epoch), entry)
+        try:
+            epoch, offset, event, data = payload.split(b"\n", 3)
+            entry = Entry.create(int(offset), event.decode(), data.decode())
+            channel, number = self._keys.channel_of(live), int(epoch)
+        except ValueError:  # UnicodeDecodeError included: not a hub message
+            log.warning("dropped a malformed message on %r", live)
+            return
+        self._sink.deliver(channel, number, entry)
 
     def _pong(self, token: int) -> None:
         self._last_pong = asyncio.get_running_loop().time()
         for waited in [t for t in self._waiting if t <= token]:
             for channel, future in self._waiting.pop(waited):
-                if channel in self._refs:
+                if channel in self._on_server and self._subscribed_at.get(channel, 0) <= token:
                     self._confirmed.add(channel)
                 if not future.done():
                     future.set_result(None)
@@ -193,6 +205,10 @@ class LiveConnection:
             self._on_server = want
             self._token += 1
             token = self._token
+            for channel in add:
+                self._subscribed_at[channel] = token
+            for channel in drop:
+                self._subscribed_at.pop(channel, None)
             self._waiting[token] = self._unsent
             self._unsent = []
             if self._live_token == 0:

@@ -115,10 +115,11 @@ class RedisBroker(Broker):
         try:
             reply = await script(keys=keys, args=args)
         except _UNREACHABLE as exc:
-            raise BrokerUnavailable(f"Redis is unreachable: {exc}") from exc
+            log.warning("Redis is unreachable: %s", exc)
+            raise BrokerUnavailable("the broker is unreachable; retry later") from exc
         except RedisError as exc:
             log.error("Redis refused a hub script: %s", exc)
-            raise HubError(f"Redis error: {exc}") from exc
+            raise HubError("the broker refused the operation (see the hub's log)") from exc
         return reply  # type: ignore[no-any-return]
 
     def subscribe(self, channel: str) -> asyncio.Future[None]:
