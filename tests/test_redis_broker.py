@@ -105,3 +105,17 @@ async def test_references_are_counted(
         hub_broker.unsubscribe("user:r")
         await hub_broker.subscribe("user:third")
         assert (await redis.pubsub_numsub(live))[0][1] == 0
+
+
+async def test_a_malformed_live_message_is_dropped_and_the_reader_lives_on(
+    broker: tuple[RecordingSink, RedisBroker], own_redis: RedisServer
+) -> None:
+    sink, hub_broker = broker
+    await hub_broker.subscribe("user:m")
+    async with Redis.from_url(own_redis.url) as redis:
+        for junk in (b"nonsense", b"1\nx\ny\nz", b"\xff\xfe\n1\ne\nd"):
+            await redis.publish(hub_broker.keys.live("user:m"), junk)
+    await hub_broker.publish([message("user:m", data="fine")])
+    await sink.wait_for(1)
+    assert [entry.data for _, _, entry in sink.delivered] == ["fine"]
+    assert await hub_broker.ready()
