@@ -16,6 +16,13 @@ from tests.redis_server import RedisServer
 from tests.test_broker_contract import RecordingSink, message
 
 
+async def _delivered_live(sink: RecordingSink, hub_broker: RedisBroker, channel: str) -> None:
+    before = len(sink.delivered)
+    await hub_broker.publish([message(channel, data="live again")])
+    await sink.wait_for(before + 1)
+    assert sink.delivered[-1][2].data == "live again"
+
+
 @pytest.fixture
 async def broker(own_redis: RedisServer) -> AsyncIterator[tuple[RecordingSink, RedisBroker]]:
     broker = RedisBroker(dataclasses.replace(Settings(), redis_url=own_redis.url))
@@ -66,9 +73,7 @@ async def test_outage_is_broker_unavailable_then_recovers(
             await asyncio.sleep(0.05)
     assert sink.resyncs >= 2
     assert hub_broker.reconnects >= 1
-    await hub_broker.publish([message("user:o", data="back")])
-    await sink.wait_for(1)
-    assert sink.delivered[-1][2].data == "back"
+    await _delivered_live(sink, hub_broker, "user:o")
 
 
 async def test_killed_pubsub_connection_is_resubscribed_and_resynced(
@@ -85,9 +90,7 @@ async def test_killed_pubsub_connection_is_resubscribed_and_resynced(
                 await asyncio.sleep(0.02)
         numsub = await redis.pubsub_numsub(hub_broker.keys.live("user:k"))
         assert numsub[0][1] == 1
-    await hub_broker.publish([message("user:k", data="after kill")])
-    await sink.wait_for(1)
-    assert sink.delivered[-1][2].data == "after kill"
+    await _delivered_live(sink, hub_broker, "user:k")
 
 
 async def test_references_are_counted(

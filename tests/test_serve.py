@@ -89,6 +89,22 @@ def _token(*args: str) -> str:
     return result.stdout.strip()
 
 
+async def _open_and_receive(
+    session: aiohttp.ClientSession, response: aiohttp.ClientResponse, publisher: str, user: str
+) -> SSEStream:
+    """The open stream `response` receives a message published to `user`."""
+    stream = SSEStream(response)
+    await stream.wait_open()
+    async with session.post(
+        "/publish",
+        json={"users": [user], "data": f"hi {user}"},
+        headers={"Authorization": f"Bearer {publisher}"},
+    ) as answer:
+        assert answer.status == 200
+    assert (await stream.next()).data == f"hi {user}"
+    return stream
+
+
 def test_token_command_signs_with_the_configured_keys() -> None:
     claims = jwt.decode(
         _token("--sub", "alice", "--topics", "news, room:*"), SUBSCRIBER_KEY, algorithms=["HS256"]
@@ -130,15 +146,7 @@ async def test_sigterm_ends_open_streams_cleanly_and_exits_0(
             while (await session.get("/readyz")).status != 200:
                 await asyncio.sleep(0.05)
         response = await session.get("/events", params={"token": subscriber})
-        stream = SSEStream(response)
-        await stream.wait_open()
-        async with session.post(
-            "/publish",
-            json={"users": ["sam"], "data": "before shutdown"},
-            headers={"Authorization": f"Bearer {publisher}"},
-        ) as answer:
-            assert answer.status == 200
-        assert (await stream.next()).data == "before shutdown"
+        stream = await _open_and_receive(session, response, publisher, "sam")
         started = time.monotonic()
         hub.process.send_signal(signal.SIGTERM)
         assert await stream.rest() == []
@@ -164,16 +172,7 @@ async def test_first_run_with_nothing_configured(start_hub: object) -> None:
         response = await session.get(
             "/events", headers={"Authorization": f"Bearer {subscriber[1]}"}
         )
-        stream = SSEStream(response)
-        await stream.wait_open()
-        async with session.post(
-            "/publish",
-            json={"users": ["alice"], "data": "hi"},
-            headers={"Authorization": f"Bearer {publisher[1]}"},
-        ) as answer:
-            assert answer.status == 200
-        assert (await stream.next()).data == "hi"
-        stream.close()
+        (await _open_and_receive(session, response, publisher[1], "alice")).close()
         # Keys are random per run: a token signed elsewhere is refused.
         forged = _token("--sub", "alice")
         refused = await session.get("/events", headers={"Authorization": f"Bearer {forged}"})
