@@ -18,6 +18,7 @@ from hub.subscription import Subscription
 from hub.tokens import subscriber_token
 
 _MAX_RETRY_DELAY = 2.0
+_MIN_SEND_TIMEOUT = 30.0
 
 
 class _ClientGone(Exception):
@@ -52,7 +53,9 @@ async def events(request: web.Request) -> web.StreamResponse:
     sub.start_from(request.headers.get("Last-Event-ID") or request.query.get("lastEventId"))
     await sub.take_positions(hub.broker)
 
-    response = _Response(send_timeout=settings.heartbeat_interval * 2, sep="\n")
+    # A client that takes nothing for this long is gone (TCP_USER_TIMEOUT is set to it too).
+    send_timeout = max(_MIN_SEND_TIMEOUT, settings.heartbeat_interval * 2)
+    response = _Response(send_timeout=send_timeout, sep="\n")
     response.content_type = "text/event-stream"
     response.charset = "utf-8"
     await response.prepare(request)
@@ -61,10 +64,9 @@ async def events(request: web.Request) -> web.StreamResponse:
     subscribed = hub.fanout.add(sub)
     if hub.draining:
         sub.close("shutdown")  # the drain began while this stream was being set up
-    send_timeout = settings.heartbeat_interval * 2
     try:
         await _write(response, sse.opening(settings.retry_ms, sub.initial_id()), send_timeout)
-        await _run(hub, sub, response, subscribed, subscriber.expires_at)
+        await _run(hub, sub, response, subscribed, subscriber.expires_at, send_timeout)
         if sub.has_output:  # closed by a drain or an expired token: what was accepted goes out
             await _write(response, sub.take(), send_timeout)
     except _ClientGone:
@@ -95,6 +97,7 @@ async def _run(
     response: web.StreamResponse,
     subscribed: asyncio.Future[list[None]],
     expires_at: float | None,
+    send_timeout: float,
 ) -> None:
     settings = hub.settings
     loop = asyncio.get_running_loop()
@@ -106,7 +109,7 @@ async def _run(
 
     async def send(data: bytes) -> None:
         nonlocal last_write
-        await _write(response, data, heartbeat * 2)
+        await _write(response, data, send_timeout)
         last_write = loop.time()
 
     while sub.closed is None:

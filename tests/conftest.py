@@ -40,6 +40,15 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
+@pytest.fixture
+def aof_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own with AOF on (fsync always), for restarts."""
+    server = RedisServer(tmp_path / "redis-aof", appendonly=True)
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(params=["memory", "redis"])
 def broker_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)

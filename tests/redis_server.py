@@ -60,3 +60,10 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(timeout=10)
             self.process = None
+
+    def crash(self) -> None:
+        """SIGKILL: no shutdown save; with AOF (fsync always) nothing acknowledged is lost."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None

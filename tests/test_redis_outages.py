@@ -1,0 +1,140 @@
+"""Redis restarts, wipes and lost replies while streams are open and publishers publish."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from tests.conftest import HubClient, MakeHub
+from tests.redis_server import RedisServer
+from tests.tcp_proxy import ReplyLosingProxy
+
+
+@pytest.fixture
+def broker_kind() -> str:
+    return "redis"
+
+
+async def _ready_status(hub: HubClient) -> int:
+    async with hub.client.get("/readyz") as response:
+        return response.status
+
+
+async def _wait_ready(hub: HubClient, status: int) -> None:
+    async with asyncio.timeout(30):
+        while await _ready_status(hub) != status:
+            await asyncio.sleep(0.05)
+
+
+async def test_redis_restart_loses_nothing_acknowledged(
+    make_hub: MakeHub, aof_redis: RedisServer
+) -> None:
+    hub = await make_hub(redis_url=aof_redis.url, heartbeat_interval=0.3)
+    stream = await hub.subscribe("rita", topics=["news"])
+    acknowledged: list[int] = []
+    refused: list[tuple[int, str | None, Any]] = []
+    outage_seen = asyncio.Event()
+
+    async def publisher() -> None:
+        for n in range(400):
+            async with hub.client.post(
+                "/publish",
+                json={"users": ["rita"] if n % 3 else [], "topics": ["news"], "data": n},
+                headers={"Authorization": f"Bearer {hub.publisher_token()}"},
+            ) as response:
+                if response.status == 200:
+                    acknowledged.append(n)
+                else:
+                    refused.append(
+                        (
+                            response.status,
+                            response.headers.get("Retry-After"),
+                            await response.json(content_type=None),
+                        )
+                    )
+                    outage_seen.set()
+            await asyncio.sleep(0.005)
+
+    received: list[int] = []
+
+    async def reader() -> None:
+        while True:
+            received.append(int((await stream.next(timeout=60)).data))
+
+    publishing = asyncio.create_task(publisher())
+    reading = asyncio.create_task(reader())
+    await asyncio.sleep(0.3)
+    aof_redis.crash()
+    await _wait_ready(hub, 503)
+    await outage_seen.wait()
+    pings = len(stream.comments)
+    async with asyncio.timeout(30):
+        while len(stream.comments) == pings:  # the stream stays open through the outage
+            await asyncio.sleep(0.05)
+    aof_redis.start()
+    await _wait_ready(hub, 200)
+    await publishing
+
+    assert refused
+    assert all(status == 503 for status, _, _ in refused)
+    assert all(retry_after and retry_after.isdigit() for _, retry_after, _ in refused)
+    assert all(problem["status"] == 503 for _, _, problem in refused)
+    expected = sorted([*acknowledged, *(n for n in acknowledged if n % 3)])
+    async with asyncio.timeout(30):
+        while len(received) < len(expected):
+            await asyncio.sleep(0.05)
+    reading.cancel()
+    # Every acknowledged publish exactly once per channel; nothing refused delivered.
+    assert sorted(received) == expected
+    await hub.send("after", users=["rita"])
+    assert (await stream.next(timeout=30)).data == "after"
+    stream.close()
+
+
+async def test_redis_restarted_empty_tells_every_client_with_a_reset(
+    make_hub: MakeHub, own_redis: RedisServer
+) -> None:
+    hub = await make_hub(redis_url=own_redis.url)
+    open_stream = await hub.subscribe("will")
+    gone = await hub.subscribe("will")
+    for n in range(3):
+        await hub.send(f"before{n}", users=["will"])
+    await open_stream.take(3)
+    await gone.take(3)
+    gone.close()
+    own_redis.stop()  # no persistence: everything is lost
+    own_redis.start()
+    await _wait_ready(hub, 200)
+    await hub.send("after0", users=["will"])
+    for stream in (open_stream, await hub.subscribe("will", last_event_id=gone.last_id)):
+        reset = await stream.next(timeout=30)
+        assert reset.event == "hub.reset"
+        assert json.loads(reset.data) == {"reason": "history_trimmed", "channels": ["user:will"]}
+        assert (await stream.next(timeout=30)).data == "after0"
+        stream.close()
+
+
+async def test_a_retry_after_a_lost_reply_publishes_once(
+    make_hub: MakeHub, redis_server: RedisServer
+) -> None:
+    proxy = ReplyLosingProxy(redis_server.port)
+    await proxy.start()
+    try:
+        hub = await make_hub(redis_url=proxy.url)
+        stream = await hub.subscribe("lou")
+        body = {"users": ["lou"], "data": "exactly once"}
+        key = {"Idempotency-Key": "payment-1"}
+        proxy.lose_next_script_reply = True
+        status, problem = await hub.post(body, headers=key)
+        assert status == 503, problem
+        status, answer = await hub.post(body, headers=key)
+        assert status == 200
+        assert answer == {"ids": {"user:lou": "1-0"}}
+        await hub.send("marker", users=["lou"])
+        assert [e.data for e in await stream.take(2)] == ["exactly once", "marker"]
+        stream.close()
+    finally:
+        await proxy.close()
