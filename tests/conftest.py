@@ -15,6 +15,7 @@ from pytest_aiohttp import AiohttpClient
 from hub.app import create_app
 from hub.auth import mint
 from hub.config import Settings
+from tests.hub_process import HubProcess
 from tests.redis_server import RedisServer
 from tests.sse_client import SSEStream
 
@@ -165,3 +166,22 @@ async def make_hub(aiohttp_client: AiohttpClient, make_settings: MakeSettings) -
 @pytest.fixture
 async def hub(make_hub: MakeHub) -> HubClient:
     return await make_hub()
+
+
+StartHub = Callable[[dict[str, str]], HubProcess]
+
+
+@pytest.fixture
+def start_hub(tmp_path: Path) -> Iterator[StartHub]:
+    """Starts `hub serve` processes (killed at teardown if still running)."""
+    started: list[HubProcess] = []
+
+    def start(env: dict[str, str]) -> HubProcess:
+        hub = HubProcess(tmp_path, env)
+        started.append(hub)
+        hub.wait_healthy()
+        return hub
+
+    yield start
+    for hub in started:
+        hub.stop()

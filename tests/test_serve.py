@@ -9,68 +9,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
 import jwt
 import pytest
 
-from tests.conftest import PUBLISHER_KEY, SUBSCRIBER_KEY
-from tests.redis_server import RedisServer, free_port
+from tests.conftest import PUBLISHER_KEY, SUBSCRIBER_KEY, StartHub
+from tests.redis_server import RedisServer
 from tests.sse_client import SSEStream
-
-
-class HubProcess:
-    def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.stdout = tmp_path / f"hub-{self.port}.out"
-        self.stderr = tmp_path / f"hub-{self.port}.err"
-        full_env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HUB_HOST": "127.0.0.1",
-            "HUB_PORT": str(self.port),
-            **env,
-        }
-        with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "hub", "serve"], env=full_env, stdout=out, stderr=err
-            )
-
-    def wait_healthy(self) -> None:
-        import urllib.request
-
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.stderr.read_text()
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("hub did not become healthy")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
-@pytest.fixture
-def start_hub(tmp_path: Path) -> Iterator[object]:
-    started: list[HubProcess] = []
-
-    def start(env: dict[str, str]) -> HubProcess:
-        hub = HubProcess(tmp_path, env)
-        started.append(hub)
-        hub.wait_healthy()
-        return hub
-
-    yield start
-    for hub in started:
-        hub.stop()
 
 
 def _token(*args: str) -> str:
@@ -130,9 +76,9 @@ def test_token_command_signs_with_the_configured_keys() -> None:
 
 
 async def test_sigterm_ends_open_streams_cleanly_and_exits_0(
-    start_hub: object, redis_server: RedisServer
+    start_hub: StartHub, redis_server: RedisServer
 ) -> None:
-    hub = start_hub(  # type: ignore[operator]
+    hub = start_hub(
         {
             "HUB_REDIS_URL": redis_server.url,
             "HUB_KEY_PREFIX": "serve-test:",
@@ -158,8 +104,8 @@ async def test_sigterm_ends_open_streams_cleanly_and_exits_0(
     assert subscriber not in log, "tokens never appear in logs"
 
 
-async def test_first_run_with_nothing_configured(start_hub: object) -> None:
-    hub = start_hub({})  # type: ignore[operator]
+async def test_first_run_with_nothing_configured(start_hub: StartHub) -> None:
+    hub = start_hub({})
     out = hub.stdout.read_text()
     err = hub.stderr.read_text()
     assert "in-memory broker" in err
