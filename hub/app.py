@@ -31,7 +31,12 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
             settings.publisher_jwt_key, settings.publisher_jwt_algorithm, "publisher"
         ),
     )
-    app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[problem_middleware],
+        client_max_size=settings.max_body_bytes,
+        # Long query strings reach the handler, which answers with a problem+json 400.
+        handler_args={"max_line_size": settings.max_request_line},
+    )
     app[HUB] = hub
     app.router.add_get("/events", stream.events)
     app.router.add_post("/publish", publish.publish)

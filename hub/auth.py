@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -39,13 +40,30 @@ def _grants(claims: dict[str, Any], claim: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def load_key(value: str, algorithm: str, setting: str) -> str:
+    """A shared secret for HS*; for RS*/ES* a PEM public key, given inline or as a file path."""
+    if algorithm.startswith("HS"):
+        return value
+    text = value.strip()
+    if not text.startswith("-----BEGIN"):
+        path = Path(text)
+        if not path.is_file():
+            raise ConfigError(
+                f"{setting}: {algorithm} needs a PEM public key or a file holding one"
+            )
+        text = path.read_text().strip()
+    # PEM passed through an environment variable often arrives with literal "\n".
+    return text.replace("\\n", "\n")
+
+
 class TokenVerifier:
     """Checks signature, algorithm, `exp` and `nbf` of one kind of token."""
 
     def __init__(self, key: str, algorithm: str, kind: str) -> None:
+        setting = f"HUB_{kind.upper()}_JWT_KEY"
         if not key:
-            raise ConfigError(f"no {kind} key configured")
-        self._key = key
+            raise ConfigError(f"{setting}: no {kind} key configured")
+        self._key = load_key(key, algorithm, setting)
         self._algorithm = algorithm
         self._kind = kind
 

@@ -16,6 +16,8 @@ from hub.errors import ConfigError
 
 ENV_PREFIX = "HUB_"
 _ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
+# The longest request line the HTTP parser accepts (aiohttp's default is 8190).
+_MAX_LINE = 65536
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -46,6 +48,10 @@ class Settings:
     max_batch_size: int = 500
     max_targets: int = 1000
     max_topics_per_stream: int = 32
+    # Open streams one user may hold on one hub process (tabs, devices); 0 = no limit.
+    max_streams_per_user: int = 100
+    # Longest accepted query string on GET /events.
+    max_query_length: int = 8192
     stream_queue_size: int = 1000
     shutdown_timeout: float = 5.0
     log_level: str = "INFO"
@@ -70,6 +76,10 @@ class Settings:
                 raise ConfigError(f"{_env(name)}: must be greater than 0")
         if not 0 < self.port < 65536:
             raise ConfigError(f"{_env('port')}: must be a TCP port (1-65535)")
+        if self.max_streams_per_user < 0:
+            raise ConfigError(f"{_env('max_streams_per_user')}: must not be negative")
+        if not 0 < self.max_query_length <= _MAX_LINE:
+            raise ConfigError(f"{_env('max_query_length')}: must be 1-{_MAX_LINE}")
         if self.retry_ms < 0 or self.shutdown_timeout < 0:
             raise ConfigError("HUB_RETRY_MS and HUB_SHUTDOWN_TIMEOUT must not be negative")
         if self.history_meta_ttl < self.history_ttl:
@@ -87,6 +97,10 @@ class Settings:
     @property
     def uses_redis(self) -> bool:
         return bool(self.redis_url)
+
+    @property
+    def max_request_line(self) -> int:
+        return _MAX_LINE
 
 
 def _env(name: str) -> str:

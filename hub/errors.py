@@ -47,6 +47,11 @@ class Forbidden(HubError):
     title = "Forbidden"
 
 
+class TooManyStreams(HubError):
+    status = 429
+    title = "Too many streams"
+
+
 class PayloadTooLarge(HubError):
     status = 413
     title = "Payload too large"

@@ -27,6 +27,10 @@ class FanOut:
             confirmations.append(self._broker.subscribe(channel))
         return asyncio.gather(*confirmations)
 
+    def count(self, channel: str) -> int:
+        """Open streams following `channel` in this process."""
+        return len(self._by_channel.get(channel, ()))
+
     def remove(self, sub: Subscription) -> None:
         if sub not in self.streams:
             return

@@ -12,7 +12,7 @@ from aiohttp_sse import EventSourceResponse
 from hub import sse
 from hub.auth import Subscriber
 from hub.channels import allowed, topic_channel, user_channel, valid_name
-from hub.errors import BadRequest, BrokerUnavailable, Forbidden
+from hub.errors import BadRequest, BrokerUnavailable, Forbidden, TooManyStreams
 from hub.state import HUB, Hub
 from hub.subscription import Subscription
 from hub.tokens import subscriber_token
@@ -47,8 +47,14 @@ async def events(request: web.Request) -> web.StreamResponse:
     settings = hub.settings
     if hub.draining:
         raise BrokerUnavailable("the hub is shutting down")
+    if len(request.query_string) > settings.max_query_length:
+        raise BadRequest(f"the query string is over {settings.max_query_length} characters")
     subscriber = hub.subscriber_tokens.subscriber(subscriber_token(request, settings))
-    sub = Subscription(_channels(request, hub, subscriber), settings.stream_queue_size)
+    channels = _channels(request, hub, subscriber)
+    limit = settings.max_streams_per_user
+    if limit and hub.fanout.count(channels[0]) >= limit:
+        raise TooManyStreams(f"user {subscriber.user!r} already has {limit} open streams")
+    sub = Subscription(channels, settings.stream_queue_size)
     # The header wins: EventSource reconnects with its original URL *and* the newer header.
     sub.start_from(request.headers.get("Last-Event-ID") or request.query.get("lastEventId"))
     await sub.take_positions(hub.broker)

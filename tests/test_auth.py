@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from hub.auth import TokenVerifier, mint
-from hub.errors import Unauthorized
+from hub.errors import ConfigError, Unauthorized
 
 KEY = "a-subscriber-key-that-is-long-enough-for-every-hmac-algorithm-0123456789"
 verifier = TokenVerifier(KEY, "HS256", "subscriber")
@@ -78,3 +78,16 @@ def test_publisher_grants() -> None:
         mint("publisher-key-long-enough-0123456789", "HS256", sub="svc", publish=["user:*"])
     )
     assert grants.grants == ("user:*",)
+
+
+def test_public_key_from_an_environment_variable_with_escaped_newlines() -> None:
+    private = ec.generate_private_key(ec.SECP256R1())
+    pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    escaped = TokenVerifier(pem.replace("\n", "\\n"), "ES256", "subscriber")
+    assert escaped.subscriber(jwt.encode({"sub": "e"}, private, algorithm="ES256")).user == "e"
+    with pytest.raises(ConfigError, match="HUB_SUBSCRIBER_JWT_KEY"):
+        TokenVerifier("/no/such/file.pem", "ES256", "subscriber")
