@@ -271,3 +271,16 @@ async def test_stream_ends_when_its_token_expires(hub: HubClient) -> None:
     assert (await stream.next()).data == "m1"
     assert await stream.rest(timeout=20) == []
     assert not stream.aborted
+
+
+async def test_no_one_reads_a_channel_that_is_not_theirs(hub: HubClient) -> None:
+    """A topic named like a user channel is still a topic: bob's messages stay bob's."""
+    token = hub.subscriber_token("alice", topics=["*"])
+    alice = await hub.subscribe("alice", topics=["user:bob", "bob"], token=token)
+    bob = await hub.subscribe("bob")
+    await hub.send("for bob only", users=["bob"])
+    await hub.send("for alice", users=["alice"])
+    assert (await alice.next()).data == "for alice"
+    assert (await bob.next()).data == "for bob only"
+    alice.close()
+    bob.close()
