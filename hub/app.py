@@ -12,6 +12,7 @@ from hub.broker import Broker, create_broker
 from hub.config import Settings
 from hub.cors import Cors
 from hub.fanout import FanOut
+from hub.metrics import Metrics
 from hub.problem import problem_middleware
 from hub.state import HUB, Hub
 
@@ -30,7 +31,9 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
         publisher_tokens=TokenVerifier(
             settings.publisher_jwt_key, settings.publisher_jwt_algorithm, "publisher"
         ),
+        metrics=Metrics(),
     )
+    broker.on_reconnect = hub.metrics.broker_reconnects.inc
     app = web.Application(
         middlewares=[problem_middleware],
         client_max_size=settings.max_body_bytes,
@@ -46,6 +49,7 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
         app.router.add_route("OPTIONS", path, cors.preflight)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", health.metrics)
     app.on_startup.append(_start)
     app.on_shutdown.append(_drain)
     app.on_cleanup.append(_close)

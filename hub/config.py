@@ -55,6 +55,8 @@ class Settings:
     stream_queue_size: int = 1000
     shutdown_timeout: float = 5.0
     log_level: str = "INFO"
+    # "text" for people, "json" for log pipelines (one object per line).
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         positive = (
@@ -87,6 +89,10 @@ class Settings:
         for name in ("subscriber_jwt_algorithm", "publisher_jwt_algorithm"):
             if getattr(self, name) not in _ALGORITHMS:
                 raise ConfigError(f"{_env(name)}: must be one of {', '.join(_ALGORITHMS)}")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"{_env('log_format')}: must be text or json")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(f"{_env('log_level')}: must be DEBUG, INFO, WARNING or ERROR")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(
                 f"{_env('redis_url')}: must start with redis://, rediss:// or unix://"

@@ -1,4 +1,4 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes, and the metrics endpoint."""
 
 from __future__ import annotations
 
@@ -9,6 +9,13 @@ from hub.state import HUB
 
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    metrics = request.app[HUB].metrics
+    response = web.Response(body=metrics.render())
+    response.headers["Content-Type"] = metrics.content_type
+    return response
 
 
 async def readyz(request: web.Request) -> web.Response:

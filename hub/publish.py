@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,7 +12,14 @@ from aiohttp import web
 from hub.auth import Publisher
 from hub.broker import Idempotency
 from hub.channels import allowed
-from hub.errors import BadRequest, Forbidden, HubError, PayloadTooLarge, UnsupportedMediaType
+from hub.errors import (
+    BadRequest,
+    BrokerUnavailable,
+    Forbidden,
+    HubError,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from hub.message import Message, loads, parse_message
 from hub.state import HUB, Hub
 from hub.tokens import publisher_token
@@ -76,6 +84,21 @@ def _messages(hub: Hub, publisher: Publisher, payload: Any) -> tuple[list[Messag
 
 async def publish(request: web.Request) -> web.Response:
     hub = request.app[HUB]
+    started = time.perf_counter()
+    try:
+        response = await _publish(request, hub)
+    except HubError as exc:
+        outcome = "unavailable" if isinstance(exc, BrokerUnavailable) else "rejected"
+        if exc.status >= 500 and outcome != "unavailable":
+            outcome = "error"
+        hub.metrics.publishes.labels(outcome).inc()
+        raise
+    hub.metrics.publishes.labels("ok").inc()
+    hub.metrics.publish_latency.observe(time.perf_counter() - started)
+    return response
+
+
+async def _publish(request: web.Request, hub: Hub) -> web.Response:
     publisher = hub.publisher_tokens.publisher(publisher_token(request))
     if request.content_type == NDJSON:
         return await _publish_lines(request, hub, publisher)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
-import sys
 from typing import Any
 
 from aiohttp import web
 
+from hub import logs
 from hub.accesslog import AccessLogger
 from hub.app import create_app
 from hub.auth import mint
@@ -56,11 +56,7 @@ def _announce_dev_keys(settings: Settings) -> None:
 
 
 def serve(settings: Settings) -> int:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.setup(settings.log_level, settings.log_format)
     settings, generated = with_keys(settings)
     if settings.uses_redis:
         log.info("broker: Redis (key prefix %r)", settings.key_prefix)

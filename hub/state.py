@@ -10,6 +10,7 @@ from hub.auth import TokenVerifier
 from hub.broker import Broker
 from hub.config import Settings
 from hub.fanout import FanOut
+from hub.metrics import Metrics
 
 
 @dataclass
@@ -19,6 +20,7 @@ class Hub:
     fanout: FanOut
     subscriber_tokens: TokenVerifier
     publisher_tokens: TokenVerifier
+    metrics: Metrics
     draining: bool = False
 
 

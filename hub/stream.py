@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 
 from aiohttp import web
@@ -16,6 +17,8 @@ from hub.errors import BadRequest, BrokerUnavailable, Forbidden, TooManyStreams
 from hub.state import HUB, Hub
 from hub.subscription import Subscription
 from hub.tokens import subscriber_token
+
+log = logging.getLogger(__name__)
 
 _MAX_RETRY_DELAY = 2.0
 _MIN_SEND_TIMEOUT = 30.0
@@ -54,7 +57,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     limit = settings.max_streams_per_user
     if limit and hub.fanout.count(channels[0]) >= limit:
         raise TooManyStreams(f"user {subscriber.user!r} already has {limit} open streams")
-    sub = Subscription(channels, settings.stream_queue_size)
+    sub = Subscription(channels, settings.stream_queue_size, hub.metrics)
     # The header wins: EventSource reconnects with its original URL *and* the newer header.
     sub.start_from(request.headers.get("Last-Event-ID") or request.query.get("lastEventId"))
     await sub.take_positions(hub.broker)
@@ -68,6 +71,9 @@ async def events(request: web.Request) -> web.StreamResponse:
     transport = request.transport
     sub.abort = transport.abort if transport is not None else None
     subscribed = hub.fanout.add(sub)
+    hub.metrics.open_streams.inc()
+    opened = time.monotonic()
+    log.info("stream opened", extra={"user": subscriber.user, "channels": list(channels)})
     if hub.draining:
         sub.close("shutdown")  # the drain began while this stream was being set up
     try:
@@ -79,6 +85,16 @@ async def events(request: web.Request) -> web.StreamResponse:
         pass
     finally:
         hub.fanout.remove(sub)
+        hub.metrics.open_streams.dec()
+        log.info(
+            "stream closed",
+            extra={
+                "user": subscriber.user,
+                "duration_s": round(time.monotonic() - opened, 3),
+                "events": sub.sent,
+                "reason": sub.closed or "client",
+            },
+        )
     with contextlib.suppress(ConnectionError, RuntimeError):
         await response.write_eof()
     return response

@@ -14,6 +14,7 @@ import asyncio
 import json
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from hub import cursor, sse
 from hub.broker import Broker, Entry, HistoryPage
@@ -27,6 +28,34 @@ EARLIEST = "earliest"
 SLOW_CONSUMER = "slow_consumer"
 
 Writer = Callable[[bytes], Awaitable[None]]
+
+
+class StreamObserver(Protocol):
+    """What a stream reports as it goes (the metrics)."""
+
+    def delivered(self, count: int) -> None: ...
+
+    def backfilled_events(self, count: int) -> None: ...
+
+    def reset_sent(self, reason: str) -> None: ...
+
+    def slow_consumer(self) -> None: ...
+
+
+class _Unobserved:
+    def delivered(self, count: int) -> None:
+        pass
+
+    def backfilled_events(self, count: int) -> None:
+        pass
+
+    def reset_sent(self, reason: str) -> None:
+        pass
+
+    def slow_consumer(self) -> None:
+        pass
+
+
 # A live entry waiting for a backfill to end, with the backfill round it arrived in.
 _Pending = tuple[str, int, Entry, int]
 
@@ -49,10 +78,13 @@ class Subscription:
         "channels",
         "closed",
         "needs_sync",
+        "observer",
         "sent",
     )
 
-    def __init__(self, channels: tuple[str, ...], queue_size: int) -> None:
+    def __init__(
+        self, channels: tuple[str, ...], queue_size: int, observer: StreamObserver | None = None
+    ) -> None:
         self.channels = channels
         self._index = {channel: i for i, channel in enumerate(channels)}
         self._tags = [cursor.channel_tag(channel) for channel in channels]
@@ -73,6 +105,7 @@ class Subscription:
         self.closed: str | None = None
         self.sent = 0
         self.abort: Callable[[], None] | None = None
+        self.observer: StreamObserver = observer or _Unobserved()
 
     # -- where the stream starts -------------------------------------------------------------
 
@@ -177,6 +210,7 @@ class Subscription:
             self.closed = reason
             self._pending = None
             if reason == SLOW_CONSUMER:
+                self.observer.slow_consumer()
                 self._outbox.clear()
                 if self.abort is not None:
                     self.abort()
@@ -188,6 +222,7 @@ class Subscription:
         """Every queued frame, coalesced into one write."""
         data = b"".join(self._outbox)
         self.sent += len(self._outbox)
+        self.observer.delivered(len(self._outbox))
         self._outbox.clear()
         return data
 
@@ -268,6 +303,7 @@ class Subscription:
         for reason, channels in resets.items():
             data = json.dumps({"reason": reason, "channels": channels}, separators=(",", ":"))
             await write(sse.frame(self.cursor(), sse.event_body(RESET_EVENT, data)))
+            self.observer.reset_sent(reason)
         for i, page in enumerate(pages):
             if page is not None:
                 await self._send_pages(i, page, broker, write, page_size)
@@ -317,6 +353,8 @@ class Subscription:
             if frames:
                 self.sent += len(frames)
                 await write(b"".join(frames))
+                self.observer.delivered(len(frames))
+                self.observer.backfilled_events(len(frames))
             if len(page.entries) < page_size:
                 return
             page = await broker.history(self.channels[i], page.entries[-1].offset, page_size)

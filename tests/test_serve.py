@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -123,3 +124,32 @@ async def test_first_run_with_nothing_configured(start_hub: StartHub) -> None:
         forged = _token("--sub", "alice")
         refused = await session.get("/events", headers={"Authorization": f"Bearer {forged}"})
         assert refused.status == 401
+
+
+async def test_json_logs_have_one_line_per_stream_and_no_tokens(start_hub: StartHub) -> None:
+    hub = start_hub(
+        {
+            "HUB_LOG_FORMAT": "json",
+            "HUB_SUBSCRIBER_JWT_KEY": SUBSCRIBER_KEY,
+            "HUB_PUBLISHER_JWT_KEY": PUBLISHER_KEY,
+        }
+    )
+    subscriber, publisher = _token("--sub", "jay"), _token("--sub", "p", "--publisher")
+    async with aiohttp.ClientSession(hub.url) as session:
+        response = await session.get("/events", params={"token": subscriber})
+        (await _open_and_receive(session, response, publisher, "jay")).close()
+        async with asyncio.timeout(20):
+            while "stream closed" not in hub.stderr.read_text():
+                await asyncio.sleep(0.05)
+    text = hub.stderr.read_text()
+    assert subscriber not in text
+    assert publisher not in text
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    closed = [entry for entry in lines if entry["message"] == "stream closed"]
+    assert len(closed) == 1
+    assert closed[0]["user"] == "jay"
+    assert closed[0]["events"] == 1
+    assert closed[0]["duration_s"] >= 0
+    opened = [entry for entry in lines if entry["message"] == "stream opened"]
+    assert opened[0]["channels"] == ["user:jay"]
+    assert any(entry["logger"] == "aiohttp.access" for entry in lines)

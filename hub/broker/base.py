@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -64,6 +64,9 @@ class LiveSink(Protocol):
 
 
 class Broker(ABC):
+    # Called after every reconnect of the live connection (metrics).
+    on_reconnect: Callable[[], None] | None = None
+
     @abstractmethod
     async def start(self, sink: LiveSink) -> None: ...
 

@@ -55,6 +55,8 @@ class RedisBroker(Broker):
 
     def _count_reconnect(self) -> None:
         self.reconnects += 1
+        if self.on_reconnect is not None:
+            self.on_reconnect()
 
     async def close(self) -> None:
         if self._live is not None:
