@@ -6,10 +6,15 @@ BIN := $(VENV)/bin
 
 .PHONY: install run test lint format check clean
 
+# The Compose specification's JSON schema, as shipped in docker-compose 1.29.2's
+# wheel (data only; not installed), for the test that validates docker-compose.yml.
+COMPOSE_SCHEMA_WHEEL := docker-compose==1.29.2
+
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip download -q --no-deps -d $(VENV)/compose-schema $(COMPOSE_SCHEMA_WHEEL)
 	touch $@
 
 install: $(BIN)/.installed

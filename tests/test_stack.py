@@ -1,0 +1,189 @@
+"""The compose stack's topology as local processes: redis-server with config/redis.conf, two
+`hub serve` replicas, and nginx with config/nginx.conf in front; plus docker-compose.yml
+validated against the Compose specification's schema."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import jsonschema
+import pytest
+import yaml
+
+from hub.auth import mint
+from tests.conftest import PUBLISHER_KEY, SUBSCRIBER_KEY, StartHub
+from tests.hub_process import HubProcess
+from tests.redis_server import free_port
+from tests.sse_client import SSEStream
+
+ROOT = Path(__file__).parent.parent
+PUBLISHER = {"Authorization": f"Bearer {mint(PUBLISHER_KEY, 'HS256', sub='t', publish=['*'])}"}
+
+
+def _redis_with_project_config(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """config/redis.conf as compose runs it, with only the port, address and directory local."""
+    port = free_port()
+    data = tmp_path / "redis-data"
+    data.mkdir()
+    text = (ROOT / "config" / "redis.conf").read_text()
+    assert "\ndir /data\n" in text
+    config = tmp_path / "redis.conf"
+    config.write_text(text.replace("\ndir /data\n", f"\ndir {data}\n"))
+    command = [shutil.which("redis-server") or "redis-server", str(config)]
+    command += ["--port", str(port), "--bind", "127.0.0.1"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while (
+        subprocess.run(
+            ["redis-cli", "-p", str(port), "ping"], capture_output=True, check=False
+        ).stdout.strip()
+        != b"PONG"
+    ):
+        assert process.poll() is None, "redis-server exited"
+        assert time.monotonic() < deadline, "redis-server did not start"
+        time.sleep(0.05)
+    return process, port
+
+
+def _nginx_config(tmp_path: Path, port: int, replicas: list[HubProcess]) -> Path:
+    """config/nginx.conf with the replicas' local addresses and a private port and paths."""
+    text = (ROOT / "config" / "nginx.conf").read_text()
+    servers = "".join(f"server 127.0.0.1:{r.port} max_fails=1 fail_timeout=5s;\n" for r in replicas)
+    for old, new in [
+        ("server hub:8080 max_fails=1 fail_timeout=5s;\n", servers),
+        ("listen 8080;", f"listen 127.0.0.1:{port};"),
+        ("/tmp/nginx", str(tmp_path / "nginx")),
+    ]:
+        assert old in text, old
+        text = text.replace(old, new)
+    if os.geteuid() == 0:
+        text = "user root;\n" + text  # workers may write the temp paths under tmp_path
+    path = tmp_path / "nginx.conf"
+    path.write_text(text)
+    return path
+
+
+@dataclass
+class Stack:
+    url: str
+    replicas: list[HubProcess]
+
+
+@pytest.fixture
+def stack(tmp_path: Path, start_hub: StartHub) -> Iterator[Stack]:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    assert Path(nginx).exists(), "nginx is not installed (apt-get install -y nginx)"
+    redis, redis_port = _redis_with_project_config(tmp_path)
+    env = {
+        "HUB_CONFIG": str(ROOT / "config" / "hub.toml"),
+        "HUB_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "HUB_SUBSCRIBER_JWT_KEY": SUBSCRIBER_KEY,
+        "HUB_PUBLISHER_JWT_KEY": PUBLISHER_KEY,
+    }
+    replicas = [start_hub(env), start_hub(env)]
+    port = free_port()
+    with (tmp_path / "nginx.err").open("wb") as errors:
+        proxy = subprocess.Popen(
+            [nginx, "-c", str(_nginx_config(tmp_path, port, replicas)), "-g", "daemon off;"],
+            stderr=errors,
+        )
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(
+            ["curl", "-sf", f"http://127.0.0.1:{port}/healthz"], capture_output=True, check=False
+        ).returncode:
+            assert proxy.poll() is None, (tmp_path / "nginx.err").read_text()
+            assert time.monotonic() < deadline, "nginx did not start"
+            time.sleep(0.05)
+        yield Stack(f"http://127.0.0.1:{port}", replicas)
+    finally:
+        proxy.send_signal(signal.SIGQUIT)
+        proxy.wait(timeout=10)
+        redis.terminate()
+        redis.wait(timeout=10)
+
+
+async def _open(session: aiohttp.ClientSession, url: str, last_id: str | None = None) -> SSEStream:
+    headers = {"Authorization": f"Bearer {mint(SUBSCRIBER_KEY, 'HS256', sub='nico')}"}
+    if last_id:
+        headers["Last-Event-ID"] = last_id
+    response = await session.get(f"{url}/events", headers=headers)
+    assert response.status == 200
+    stream = SSEStream(response)
+    await stream.wait_open()
+    return stream
+
+
+async def _publish(session: aiohttp.ClientSession, url: str, data: object) -> None:
+    body = {"users": ["nico"], "data": data}
+    async with session.post(f"{url}/publish", json=body, headers=PUBLISHER) as answer:
+        assert answer.status == 200, await answer.text()
+
+
+async def _open_streams(session: aiohttp.ClientSession, replica: HubProcess) -> float:
+    async with session.get(f"{replica.url}/metrics") as response:
+        for line in (await response.text()).splitlines():
+            if line.startswith("hub_open_streams "):
+                return float(line.split()[1])
+    raise AssertionError("no hub_open_streams")
+
+
+async def test_events_pass_nginx_unbuffered_and_survive_a_replica(stack: Stack) -> None:
+    async with aiohttp.ClientSession() as session:
+        stream = await _open(session, stack.url)
+        # Unbuffered: each event arrives before the next one is published.
+        for n in range(5):
+            await _publish(session, stack.url, n)
+            assert (await stream.next(timeout=10)).data == str(n)
+        serving = [r for r in stack.replicas if await _open_streams(session, r) == 1]
+        assert len(serving) == 1
+        serving[0].process.kill()  # the replica holding the stream dies
+        serving[0].process.wait()
+        assert await stream.rest() == []
+        for n in range(5, 10):  # published while the client is away
+            await _publish(session, stack.url, n)
+        resumed = await _open(session, stack.url, last_id=stream.last_id)
+        assert [e.data for e in await resumed.take(5)] == [str(n) for n in range(5, 10)]
+        await _publish(session, stack.url, 10)
+        assert (await resumed.next()).data == "10"
+        resumed.close()
+
+
+def _compose_schema() -> dict[str, object]:
+    wheels = sorted((ROOT / ".venv" / "compose-schema").glob("docker_compose-*.whl"))
+    assert wheels, "the Compose schema is fetched by `make install`"
+    with zipfile.ZipFile(wheels[-1]) as wheel:
+        schema: dict[str, object] = json.loads(wheel.read("compose/config/compose_spec.json"))
+    return schema
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    validator = jsonschema.Draft7Validator(_compose_schema())
+    validator.validate(compose)
+    services = compose["services"]
+    assert services["hub"]["deploy"]["replicas"] == 2
+    assert services["hub"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert services["nginx"]["depends_on"]["hub"]["condition"] == "service_healthy"
+    assert "healthcheck" in services["redis"]
+    assert services["nginx"]["ports"] == ["8080:8080"]
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate({"services": {"x": {"deploy": {"replicas": "two"}}}})
+
+
+def test_dockerfile_runs_as_non_root_with_a_healthcheck() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert text.startswith("FROM python:3.12-slim")
+    assert "\nUSER hub\n" in text
+    assert "HEALTHCHECK" in text
+    assert "/healthz" in text
