@@ -43,6 +43,7 @@ class SSEStream:
                 self.aborted, chunk = True, b""
             if not chunk:
                 self._eof = True
+                self.response.close()  # the stream is over: give the connection back
                 if self._buffer:
                     self._buffer += b"\n"
             self._buffer += chunk
