@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from hub.channels import valid_name
 from hub.errors import ConfigError, Unauthorized
@@ -56,6 +58,19 @@ def load_key(value: str, algorithm: str, setting: str) -> str:
     return text.replace("\\n", "\n")
 
 
+def _prepared(key: str, algorithm: str, setting: str) -> Any:
+    """The key parsed once at start-up: a bad key stops start-up, not every request."""
+    try:
+        prepared = jwt.get_algorithm_by_name(algorithm).prepare_key(key)
+    except (jwt.InvalidKeyError, ValueError, TypeError) as exc:
+        raise ConfigError(f"{setting}: not a usable {algorithm} key ({exc})") from None
+    if not algorithm.startswith("HS") and not isinstance(
+        prepared, RSAPublicKey | EllipticCurvePublicKey
+    ):
+        raise ConfigError(f"{setting}: {algorithm} needs a public key, not a private one")
+    return prepared
+
+
 class TokenVerifier:
     """Checks signature, algorithm, `exp` and `nbf` of one kind of token."""
 
@@ -63,7 +78,7 @@ class TokenVerifier:
         setting = f"HUB_{kind.upper()}_JWT_KEY"
         if not key:
             raise ConfigError(f"{setting}: no {kind} key configured")
-        self._key = load_key(key, algorithm, setting)
+        self._key = _prepared(load_key(key, algorithm, setting), algorithm, setting)
         self._algorithm = algorithm
         self._kind = kind
 

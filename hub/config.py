@@ -53,6 +53,7 @@ class Settings:
     # Longest accepted query string on GET /events.
     max_query_length: int = 8192
     stream_queue_size: int = 1000
+    stream_queue_bytes: int = 8 * 1024 * 1024
     shutdown_timeout: float = 5.0
     log_level: str = "INFO"
     # "text" for people, "json" for log pipelines (one object per line).
@@ -72,6 +73,7 @@ class Settings:
             "max_targets",
             "max_topics_per_stream",
             "stream_queue_size",
+            "stream_queue_bytes",
         )
         for name in positive:
             if getattr(self, name) <= 0:

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
-_PART_RE = re.compile(r"([0-9a-z]{1,8})\.([0-9a-z]{1,13})\.([0-9a-z]{1,13})")
+# Twelve base36 digits stay below 2**63: every value fits a Redis stream id.
+_PART_RE = re.compile(r"([0-9a-z]{1,8})\.([0-9a-z]{1,12})\.([0-9a-z]{1,12})")
 MAX_CURSOR_LENGTH = 4096
 
 

@@ -17,6 +17,7 @@ class FanOut:
         self._broker = broker
         self._by_channel: dict[str, set[Subscription]] = {}
         self.streams: set[Subscription] = set()
+        self._slots: dict[str, int] = {}
 
     def add(self, sub: Subscription) -> asyncio.Future[list[None]]:
         """Register `sub` for live entries; the future completes once the broker is subscribed."""
@@ -27,9 +28,18 @@ class FanOut:
             confirmations.append(self._broker.subscribe(channel))
         return asyncio.gather(*confirmations)
 
-    def count(self, channel: str) -> int:
-        """Open streams following `channel` in this process."""
-        return len(self._by_channel.get(channel, ()))
+    def reserve(self, user_channel: str, limit: int) -> bool:
+        """Take one of a user's stream slots (`limit` 0: no limit); False when none is left."""
+        held = self._slots.get(user_channel, 0)
+        if limit and held >= limit:
+            return False
+        self._slots[user_channel] = held + 1
+        return True
+
+    def release(self, user_channel: str) -> None:
+        held = self._slots.pop(user_channel, 1) - 1
+        if held > 0:
+            self._slots[user_channel] = held
 
     def remove(self, sub: Subscription) -> None:
         if sub not in self.streams:

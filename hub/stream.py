@@ -13,7 +13,7 @@ from aiohttp_sse import EventSourceResponse
 from hub import sse
 from hub.auth import Subscriber
 from hub.channels import allowed, topic_channel, user_channel, valid_name
-from hub.errors import BadRequest, BrokerUnavailable, Forbidden, TooManyStreams
+from hub.errors import BadRequest, BrokerUnavailable, Forbidden, HubError, TooManyStreams
 from hub.state import HUB, Hub
 from hub.subscription import Subscription
 from hub.tokens import subscriber_token
@@ -54,10 +54,24 @@ async def events(request: web.Request) -> web.StreamResponse:
         raise BadRequest(f"the query string is over {settings.max_query_length} characters")
     subscriber = hub.subscriber_tokens.subscriber(subscriber_token(request, settings))
     channels = _channels(request, hub, subscriber)
-    limit = settings.max_streams_per_user
-    if limit and hub.fanout.count(channels[0]) >= limit:
-        raise TooManyStreams(f"user {subscriber.user!r} already has {limit} open streams")
-    sub = Subscription(channels, settings.stream_queue_size, hub.metrics)
+    # The slot is taken before the first await, so concurrent opens cannot pass the limit.
+    if not hub.fanout.reserve(channels[0], settings.max_streams_per_user):
+        raise TooManyStreams(
+            f"user {subscriber.user!r} already has {settings.max_streams_per_user} open streams"
+        )
+    try:
+        return await _stream(request, hub, subscriber, channels)
+    finally:
+        hub.fanout.release(channels[0])
+
+
+async def _stream(
+    request: web.Request, hub: Hub, subscriber: Subscriber, channels: tuple[str, ...]
+) -> web.StreamResponse:
+    settings = hub.settings
+    sub = Subscription(
+        channels, settings.stream_queue_size, hub.metrics, settings.stream_queue_bytes
+    )
     # The header wins: EventSource reconnects with its original URL *and* the newer header.
     sub.start_from(request.headers.get("Last-Event-ID") or request.query.get("lastEventId"))
     await sub.take_positions(hub.broker)
@@ -79,10 +93,14 @@ async def events(request: web.Request) -> web.StreamResponse:
     try:
         await _write(response, sse.opening(settings.retry_ms, sub.initial_id()), send_timeout)
         await _run(hub, sub, response, subscribed, subscriber.expires_at, send_timeout)
-        if sub.has_output:  # closed by a drain or an expired token: what was accepted goes out
+        while sub.has_output:  # ended by a drain or an expired token: accepted frames still go
             await _write(response, sub.take(), send_timeout)
     except _ClientGone:
         pass
+    except Exception:
+        # The headers are sent: no error answer is possible any more. End the stream;
+        # the client reconnects and resumes from its last id.
+        log.exception("stream failed", extra={"user": subscriber.user})
     finally:
         hub.fanout.remove(sub)
         hub.metrics.open_streams.dec()
@@ -148,7 +166,10 @@ async def _run(
                     await asyncio.shield(subscribed)
                 await sub.sync(hub.broker, send, settings.history_page_size)
                 failures = 0
-            except (BrokerUnavailable, TimeoutError):
+            except (HubError, TimeoutError) as exc:
+                # Unreachable, or refused: keep the stream (and its heartbeats), try again.
+                if not isinstance(exc, BrokerUnavailable | TimeoutError):
+                    log.warning("backfill refused: %s", exc)
                 failures += 1
                 retry_at = loop.time() + min(0.05 * 2**failures, _MAX_RETRY_DELAY)
             continue

@@ -26,6 +26,8 @@ TRIMMED = "history_trimmed"
 UNKNOWN = "unknown_cursor"
 EARLIEST = "earliest"
 SLOW_CONSUMER = "slow_consumer"
+# Bytes handed to the socket per write: a slow client never pins more than this in the transport.
+WRITE_BUDGET = 256 * 1024
 
 Writer = Callable[[bytes], Awaitable[None]]
 
@@ -65,9 +67,11 @@ class Subscription:
         "_earliest",
         "_index",
         "_outbox",
+        "_outbox_bytes",
         "_parts",
         "_pending",
         "_positions",
+        "_queue_bytes",
         "_queue_size",
         "_round",
         "_tags",
@@ -83,7 +87,11 @@ class Subscription:
     )
 
     def __init__(
-        self, channels: tuple[str, ...], queue_size: int, observer: StreamObserver | None = None
+        self,
+        channels: tuple[str, ...],
+        queue_size: int,
+        observer: StreamObserver | None = None,
+        queue_bytes: int = 8 * 2**20,
     ) -> None:
         self.channels = channels
         self._index = {channel: i for i, channel in enumerate(channels)}
@@ -95,7 +103,10 @@ class Subscription:
         # Channels whose position is unknown: the first backfill tells them `unknown_cursor`.
         self._unknown: set[int] = set()
         self._queue_size = queue_size
-        self._outbox: deque[bytes] = deque()
+        self._queue_bytes = queue_bytes
+        # Frames to write: the cursor and the body shared by every stream (never copied).
+        self._outbox: deque[tuple[str, bytes]] = deque()
+        self._outbox_bytes = 0
         # Live entries are held until the first backfill has run.
         self._pending: list[_Pending] | None = []
         self._round = 0
@@ -193,8 +204,9 @@ class Subscription:
 
     def _accept(self, i: int, epoch: int, entry: Entry) -> None:
         self._set(i, Position(epoch, entry.offset))
-        self._outbox.append(sse.frame(self.cursor(), entry.body))
-        if len(self._outbox) > self._queue_size:
+        self._outbox.append((self.cursor(), entry.body))
+        self._outbox_bytes += len(entry.body)
+        if len(self._outbox) > self._queue_size or self._outbox_bytes > self._queue_bytes:
             self.close(SLOW_CONSUMER)
             return
         self._wake()
@@ -212,19 +224,26 @@ class Subscription:
             if reason == SLOW_CONSUMER:
                 self.observer.slow_consumer()
                 self._outbox.clear()
+                self._outbox_bytes = 0
                 if self.abort is not None:
                     self.abort()
         self._wake()
 
     # -- stream task side --------------------------------------------------------------------
 
-    def take(self) -> bytes:
-        """Every queued frame, coalesced into one write."""
-        data = b"".join(self._outbox)
-        self.sent += len(self._outbox)
-        self.observer.delivered(len(self._outbox))
-        self._outbox.clear()
-        return data
+    def take(self, budget: int = WRITE_BUDGET) -> bytes:
+        """Queued frames coalesced into one write of about `budget` bytes at most."""
+        parts: list[bytes] = []
+        size = count = 0
+        while self._outbox and (count == 0 or size < budget):
+            event_id, body = self._outbox.popleft()
+            parts.append(sse.frame(event_id, body))
+            size += len(parts[-1])
+            self._outbox_bytes -= len(body)
+            count += 1
+        self.sent += count
+        self.observer.delivered(count)
+        return b"".join(parts)
 
     @property
     def has_output(self) -> bool:
@@ -255,7 +274,7 @@ class Subscription:
         while self.closed is None:
             if self._pending is None:
                 self._pending = []
-            if self._outbox:
+            while self._outbox:
                 await write(self.take())  # frames accepted before this backfill go first
             self.needs_sync = False
             self._round += 1

@@ -32,7 +32,19 @@ def test_round_trip(channels: list[tuple[str, int, int]]) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", "abc", "a.b", "a.b.c.d", "A.1.1", "a.1.1__b.1.1", "a.1.1\n", "x" * 5000, "a.1.-1"]
+    "text",
+    [
+        "",
+        "abc",
+        "a.b",
+        "a.b.c.d",
+        "A.1.1",
+        "a.1.1__b.1.1",
+        "a.1.1\n",
+        "x" * 5000,
+        "a.1.-1",
+        "a.1.zzzzzzzzzzzzz",  # past 2**63: not an offset any stream id can hold
+    ],
 )
 def test_garbage_is_refused(text: str) -> None:
     with pytest.raises(CursorError):

@@ -59,6 +59,7 @@ BAD_BODIES: list[tuple[Any, str]] = [
     ({"users": ["alice"]}, "'data' is required"),
     ({"users": ["alice"], "data": "x", "event": "bad\nevent"}, "event"),
     ({"users": ["alice"], "data": "x", "event": "a\r"}, "event"),
+    ({"users": ["alice"], "data": "x", "event": "a\u0000b"}, "event"),
     ({"users": ["alice"], "data": "x", "event": ""}, "event"),
     ({"users": ["alice"], "data": "x", "event": "e" * 65}, "event"),
     ({"users": ["alice"], "data": "x", "event": 5}, "event"),

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
+from hub.broker.keys import Keys
 from tests.conftest import HubClient, MakeHub
 from tests.redis_server import RedisServer
 from tests.tcp_proxy import ReplyLosingProxy
@@ -48,6 +52,7 @@ async def test_redis_restart_loses_nothing_acknowledged(
                 if response.status == 200:
                     acknowledged.append(n)
                 else:
+                    assert response.content_type == "application/problem+json"
                     refused.append(
                         (
                             response.status,
@@ -115,6 +120,48 @@ async def test_redis_restarted_empty_tells_every_client_with_a_reset(
         assert json.loads(reset.data) == {"reason": "history_trimmed", "channels": ["user:will"]}
         assert (await stream.next(timeout=30)).data == "after0"
         stream.close()
+
+
+async def test_a_read_only_redis_answers_503(make_hub: MakeHub, tmp_path: Path) -> None:
+    primary = RedisServer(tmp_path / "primary")
+    primary.start()
+    replica = RedisServer(
+        tmp_path / "replica", extra=("--replicaof", "127.0.0.1", str(primary.port))
+    )
+    replica.start()
+    try:
+        hub = await make_hub(redis_url=replica.url)
+        status, problem = await hub.post({"users": ["ro"], "data": 1})
+        assert status == 503, problem
+        assert problem["status"] == 503
+    finally:
+        replica.stop()
+        primary.stop()
+
+
+async def test_a_publish_lost_with_its_pubsub_connection_is_still_delivered(
+    hub_on_redis: HubClient, redis_server: RedisServer
+) -> None:
+    """Redis kills the pub/sub link and applies a publish in one transaction: the live
+    message is gone for good, and only the resync after the reconnect can deliver it."""
+    hub = hub_on_redis
+    stream = await hub.subscribe("kit")
+    keys = Keys(hub.settings.key_prefix)
+    script = files("hub.broker").joinpath("lua", "publish.lua").read_text()
+    args: list[str | int] = [1000, 3600, 7200, 60, "", 1, 1, "message", "only by resync"]
+    args.append(keys.live("user:kit"))
+    async with Redis.from_url(redis_server.url) as redis, redis.pipeline(transaction=True) as tx:
+        tx.execute_command("CLIENT KILL TYPE pubsub")
+        tx.eval(script, 2, keys.stream("user:kit"), keys.meta("user:kit"), *args)
+        killed, _ = await tx.execute()
+    assert killed >= 1
+    assert (await stream.next(timeout=20)).data == "only by resync"
+    stream.close()
+
+
+@pytest.fixture
+async def hub_on_redis(make_hub: MakeHub, redis_server: RedisServer) -> HubClient:
+    return await make_hub(redis_url=redis_server.url)
 
 
 async def test_a_retry_after_a_lost_reply_publishes_once(

@@ -14,8 +14,15 @@ from importlib.resources import files
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import (
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hub.broker.base import Broker, Entry, HistoryPage, Idempotency, LiveSink
@@ -28,6 +35,9 @@ from hub.message import Message
 log = logging.getLogger(__name__)
 
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# Refusals that pass (a failover, a full or loading server): answered 503, retried by clients.
+_TRANSIENT = (ReadOnlyError, OutOfMemoryError, TryAgainError, ClusterDownError)
+_TRANSIENT_CODES = {"READONLY", "OOM", "MASTERDOWN", "TRYAGAIN", "LOADING", "BUSY", "CLUSTERDOWN"}
 
 
 def _script(name: str) -> str:
@@ -119,6 +129,12 @@ class RedisBroker(Broker):
         except _UNREACHABLE as exc:
             log.warning("Redis is unreachable: %s", exc)
             raise BrokerUnavailable("the broker is unreachable; retry later") from exc
+        except ResponseError as exc:
+            if isinstance(exc, _TRANSIENT) or str(exc).split(" ", 1)[0] in _TRANSIENT_CODES:
+                log.warning("Redis cannot take writes now: %s", exc)
+                raise BrokerUnavailable("the broker cannot take this now; retry later") from exc
+            log.error("Redis refused a hub script: %s", exc)
+            raise HubError("the broker refused the operation (see the hub's log)") from exc
         except RedisError as exc:
             log.error("Redis refused a hub script: %s", exc)
             raise HubError("the broker refused the operation (see the hub's log)") from exc
