@@ -7,11 +7,12 @@ import json
 import re
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hub.cursor import Position, channel_tag, encode, encode_part
 from tests.conftest import HubClient
+from tests.sse_client import SSEStream
 
 FUZZ = settings(
     max_examples=150,
@@ -47,9 +48,18 @@ messages = st.fixed_dictionaries(
 bodies = st.one_of(messages, st.lists(messages, max_size=4), json_values)
 
 
-@pytest.fixture
-def broker_kind() -> str:
-    return "memory"
+numbers = st.integers(0, 36**12 - 1)
+cursors = st.lists(
+    st.tuples(
+        st.one_of(
+            st.just(channel_tag("user:fuzzer")), st.from_regex(r"[0-9a-z]{1,8}", fullmatch=True)
+        ),
+        numbers,
+        numbers,
+    ),
+    min_size=1,
+    max_size=3,
+).map(lambda parts: encode([encode_part(tag, Position(e, o)) for tag, e, o in parts]))
 
 
 @FUZZ
@@ -65,7 +75,7 @@ async def test_publish_never_5xx(hub: HubClient, body: Any, raw: bytes | None) -
 @FUZZ
 @given(
     topics=st.lists(st.text(max_size=40), max_size=5),
-    last_id=st.one_of(st.none(), st.text(max_size=80)),
+    last_id=st.one_of(st.none(), st.text(max_size=80), cursors),
 )
 async def test_subscribe_never_5xx(hub: HubClient, topics: list[str], last_id: str | None) -> None:
     params = [("topic", t) for t in topics]
@@ -80,6 +90,12 @@ async def test_subscribe_never_5xx(hub: HubClient, topics: list[str], last_id: s
         if response.status == 200:
             opening = await response.content.readuntil(b"\n\n")
             assert re.fullmatch(rb"retry: \d+\n(id: [0-9a-z._]+\n)?\n", opening), opening
+            if last_id is not None:  # whatever the cursor, the stream goes on to serve
+                await hub.send("alive", users=["fuzzer"])
+                stream = SSEStream(response)
+                while (event := await stream.next(timeout=10)).event == "hub.reset":
+                    pass
+                assert event.data == "alive"
         else:
             assert (await response.json())["status"] == 400
     finally:

@@ -8,8 +8,10 @@ from pathlib import Path
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from hub.auth import TokenVerifier
+from hub.errors import ConfigError
 from tests.conftest import PUBLISHER_KEY, HubClient, MakeHub
 
 
@@ -100,3 +102,34 @@ async def test_rs256_tokens_with_a_public_key_file(make_hub: MakeHub, tmp_path: 
     hs_token = hub.subscriber_token("rsa-user")
     response = await hub.client.get("/events", headers={"Authorization": f"Bearer {hs_token}"})
     assert response.status == 401
+
+
+async def test_concurrent_opens_cannot_pass_the_streams_per_user_limit(make_hub: MakeHub) -> None:
+    hub = await make_hub(max_streams_per_user=2)
+    headers = {"Authorization": f"Bearer {hub.subscriber_token('rush')}"}
+    responses = await asyncio.gather(
+        *(hub.client.get("/events", headers=headers) for _ in range(20))
+    )
+    assert sorted(r.status for r in responses) == [200, 200] + [429] * 18
+    for response in responses:
+        response.close()
+
+
+@pytest.mark.parametrize("kind", ["garbage", "wrong_curve_type", "private"])
+def test_unusable_public_keys_stop_start_up(kind: str, tmp_path: Path) -> None:
+    ec_private = ec.generate_private_key(ec.SECP256R1())
+    keys = {
+        "garbage": "-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n",
+        "wrong_curve_type": ec_private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode(),
+        "private": rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode(),
+    }
+    with pytest.raises(ConfigError, match="HUB_SUBSCRIBER_JWT_KEY"):
+        TokenVerifier(keys[kind], "RS256", "subscriber")

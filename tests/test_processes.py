@@ -147,3 +147,28 @@ async def test_a_stream_moves_to_another_replica_when_one_is_stopped(
             received.append(int((await moved.next()).data))
         assert received == list(range(total))
         moved.close()
+
+
+async def test_stalled_streams_of_large_events_hold_bounded_memory(
+    start_hub: StartHub, redis_server: RedisServer
+) -> None:
+    """Bytes, not only frames, bound a stalled stream: three stalled clients and 60 KB events."""
+    hub = start_hub(_env(redis_server, "large:"))
+    stalled = [_stalled_stream(hub, f"big{n}", "large") for n in range(3)]
+    rss_before = hub.rss_kib()
+    pad = "y" * 60000
+    async with aiohttp.ClientSession() as session:
+        for start in range(0, 400, 10):
+            batch = [
+                {"topics": ["large"], "data": {"n": n, "pad": pad}}
+                for n in range(start, start + 10)
+            ]
+            async with session.post(f"{hub.url}/publish", json=batch, headers=PUBLISHER) as answer:
+                assert answer.status == 200
+    growth_mib = (hub.rss_kib() - rss_before) / 1024
+    # 24 MB flowed to each of three clients that read nothing.
+    assert growth_mib < 40, f"hub grew by {growth_mib:.1f} MiB"
+    for sock in stalled:
+        raw = await asyncio.to_thread(_drain_until_closed, sock)
+        sock.close()
+        assert raw.count(b"event: message") < 400, "each stalled stream was cut"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hub.cursor import decode
+from hub.cursor import Position, channel_tag, decode, encode, encode_part
 from tests.conftest import HubClient, MakeHub
 from tests.sse_client import Event
 
@@ -284,3 +284,28 @@ async def test_no_one_reads_a_channel_that_is_not_theirs(hub: HubClient) -> None
     assert (await bob.next()).data == "for bob only"
     alice.close()
     bob.close()
+
+
+async def test_cursor_ahead_of_the_channel_is_an_unknown_position(hub: HubClient) -> None:
+    """A channel restored from an older snapshot is behind the client: told, not trusted."""
+    stream = await hub.subscribe("uma")
+    await hub.send("u1", users=["uma"])
+    seen = await stream.next()
+    stream.close()
+    (tag, position), *_ = decode(seen.id).items()
+    ahead = encode([encode_part(tag, Position(position.epoch, position.offset + 50))])
+    resumed = await hub.subscribe("uma", last_event_id=ahead)
+    reset = await resumed.next()
+    assert (reset.event, json.loads(reset.data)["reason"]) == ("hub.reset", "unknown_cursor")
+    await hub.send("u2", users=["uma"])
+    assert (await resumed.next()).data == "u2"
+    resumed.close()
+
+
+async def test_cursor_with_the_largest_values_is_read_safely(hub: HubClient) -> None:
+    huge = encode([encode_part(channel_tag("user:vic"), Position(36**12 - 1, 36**12 - 1))])
+    stream = await hub.subscribe("vic", last_event_id=huge)
+    assert (await stream.next()).event == "hub.reset"
+    await hub.send("fine", users=["vic"])
+    assert (await stream.next()).data == "fine"
+    stream.close()
