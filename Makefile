@@ -26,13 +26,14 @@ test: install  ## every test; a private redis-server is started by the fixtures
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check hub tests
-	$(BIN)/ruff format --check hub tests
+	$(BIN)/ruff check hub tests examples
+	$(BIN)/ruff format --check hub tests examples
 	$(BIN)/mypy
+	$(BIN)/mypy --strict examples
 
 format: install
-	$(BIN)/ruff check --fix hub tests
-	$(BIN)/ruff format hub tests
+	$(BIN)/ruff check --fix hub tests examples
+	$(BIN)/ruff format hub tests examples
 
 check: lint test
 

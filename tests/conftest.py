@@ -168,7 +168,7 @@ async def hub(make_hub: MakeHub) -> HubClient:
     return await make_hub()
 
 
-StartHub = Callable[[dict[str, str]], HubProcess]
+StartHub = Callable[..., HubProcess]
 
 
 @pytest.fixture
@@ -176,8 +176,8 @@ def start_hub(tmp_path: Path) -> Iterator[StartHub]:
     """Starts `hub serve` processes (killed at teardown if still running)."""
     started: list[HubProcess] = []
 
-    def start(env: dict[str, str]) -> HubProcess:
-        hub = HubProcess(tmp_path, env)
+    def start(env: dict[str, str], port: int | None = None) -> HubProcess:
+        hub = HubProcess(tmp_path, env, port)
         started.append(hub)
         hub.wait_healthy()
         return hub

@@ -13,8 +13,8 @@ from tests.redis_server import free_port
 
 
 class HubProcess:
-    def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
+    def __init__(self, tmp_path: Path, env: dict[str, str], port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.stdout = tmp_path / f"hub-{self.port}.out"
         self.stderr = tmp_path / f"hub-{self.port}.err"
