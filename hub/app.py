@@ -6,7 +6,7 @@ import logging
 
 from aiohttp import web
 
-from hub import health, publish, stream
+from hub import demo, health, publish, stream
 from hub.auth import TokenVerifier
 from hub.broker import Broker, create_broker
 from hub.config import Settings
@@ -47,6 +47,9 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
     app.on_response_prepare.append(cors.on_prepare)
     for path in ("/events", "/publish"):
         app.router.add_route("OPTIONS", path, cors.preflight)
+    if settings.demo_page:
+        app.router.add_get("/", demo.page)
+        app.router.add_post("/demo/login", demo.login)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)

@@ -55,6 +55,10 @@ class Settings:
     stream_queue_size: int = 1000
     stream_queue_bytes: int = 8 * 1024 * 1024
     shutdown_timeout: float = 5.0
+    # The demo page at GET /.
+    demo_page: bool = True
+    # Development only: POST /demo/login mints tokens for any user. Never in production.
+    demo_tokens: bool = False
     log_level: str = "INFO"
     # "text" for people, "json" for log pipelines (one object per line).
     log_format: str = "text"

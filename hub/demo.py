@@ -1,0 +1,43 @@
+"""The demo page at `/`; when `demo_tokens` is on, a development login that mints tokens."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from aiohttp import web
+
+from hub.auth import mint
+from hub.channels import valid_name
+from hub.errors import BadRequest, Forbidden
+from hub.message import loads
+from hub.state import HUB
+
+_PAGE = files("hub").joinpath("static", "index.html")
+
+
+async def page(request: web.Request) -> web.Response:
+    return web.Response(body=_PAGE.read_bytes(), content_type="text/html", charset="utf-8")
+
+
+async def login(request: web.Request) -> web.Response:
+    """Development only: the subscriber token as the `hub_token` cookie, a publisher token in the
+    answer. Anyone who can reach it can read and publish anything: never enable it in production."""
+    hub = request.app[HUB]
+    settings = hub.settings
+    if not settings.demo_tokens:
+        raise Forbidden("development tokens are off (demo_tokens = false)")
+    body = loads(await request.read())
+    user = body.get("user") if isinstance(body, dict) else None
+    if not valid_name(user):
+        raise BadRequest("'user' must match [A-Za-z0-9_.@:-]{1,128}")
+    subscriber = mint(
+        settings.subscriber_jwt_key, settings.subscriber_jwt_algorithm, sub=str(user), topics=["*"]
+    )
+    publisher = mint(
+        settings.publisher_jwt_key, settings.publisher_jwt_algorithm, sub="demo", publish=["*"]
+    )
+    response = web.json_response({"user": user, "publisher_token": publisher})
+    response.set_cookie(
+        settings.cookie_name, subscriber, httponly=True, samesite="Strict", path="/"
+    )
+    return response
