@@ -6,7 +6,7 @@ import logging
 
 from aiohttp import web
 
-from hub import demo, health, publish, stream
+from hub import demo, health, openapi, publish, stream
 from hub.auth import TokenVerifier
 from hub.broker import Broker, create_broker
 from hub.config import Settings
@@ -53,6 +53,7 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
+    app.router.add_get("/openapi.json", openapi.openapi)
     app.on_startup.append(_start)
     app.on_shutdown.append(_drain)
     app.on_cleanup.append(_close)
