@@ -46,6 +46,18 @@ async def _open(session: aiohttp.ClientSession, hub: HubProcess, user: str, **kw
     return stream
 
 
+async def _publish_padded(
+    session: aiohttp.ClientSession, hub: HubProcess, topic: str, total: int, batch: int, pad: str
+) -> None:
+    """`total` events {"n": 0..total-1, "pad": pad} to `topic`, `batch` per request."""
+    for start in range(0, total, batch):
+        body = [
+            {"topics": [topic], "data": {"n": n, "pad": pad}} for n in range(start, start + batch)
+        ]
+        async with session.post(f"{hub.url}/publish", json=body, headers=PUBLISHER) as answer:
+            assert answer.status == 200
+
+
 def _stalled_stream(hub: HubProcess, user: str, topic: str) -> socket.socket:
     """A client that opens a stream and then never reads: a tiny receive window."""
     sock = socket.socket()
@@ -86,13 +98,7 @@ async def test_slow_consumer_under_10000_events(
                 received.append(json.loads((await fast.next(timeout=30)).data)["n"])
 
         reading = asyncio.create_task(read_fast())
-        for start in range(0, 10000, 100):
-            batch = [
-                {"topics": ["firehose"], "data": {"n": n, "pad": pad}}
-                for n in range(start, start + 100)
-            ]
-            async with session.post(f"{hub.url}/publish", json=batch, headers=PUBLISHER) as answer:
-                assert answer.status == 200
+        await _publish_padded(session, hub, "firehose", 10000, 100, pad)
         await reading
         growth_mib = (hub.rss_kib() - rss_before) / 1024
         assert received == list(range(10000)), "the other stream got everything, in order"
@@ -158,13 +164,7 @@ async def test_stalled_streams_of_large_events_hold_bounded_memory(
     rss_before = hub.rss_kib()
     pad = "y" * 60000
     async with aiohttp.ClientSession() as session:
-        for start in range(0, 400, 10):
-            batch = [
-                {"topics": ["large"], "data": {"n": n, "pad": pad}}
-                for n in range(start, start + 10)
-            ]
-            async with session.post(f"{hub.url}/publish", json=batch, headers=PUBLISHER) as answer:
-                assert answer.status == 200
+        await _publish_padded(session, hub, "large", 400, 10, pad)
     growth_mib = (hub.rss_kib() - rss_before) / 1024
     # 24 MB flowed to each of three clients that read nothing.
     assert growth_mib < 40, f"hub grew by {growth_mib:.1f} MiB"

@@ -140,11 +140,10 @@ async def test_a_read_only_redis_answers_503(make_hub: MakeHub, tmp_path: Path) 
 
 
 async def test_a_publish_lost_with_its_pubsub_connection_is_still_delivered(
-    hub_on_redis: HubClient, redis_server: RedisServer
+    hub: HubClient, redis_server: RedisServer
 ) -> None:
     """Redis kills the pub/sub link and applies a publish in one transaction: the live
     message is gone for good, and only the resync after the reconnect can deliver it."""
-    hub = hub_on_redis
     stream = await hub.subscribe("kit")
     keys = Keys(hub.settings.key_prefix)
     script = files("hub.broker").joinpath("lua", "publish.lua").read_text()
@@ -157,11 +156,6 @@ async def test_a_publish_lost_with_its_pubsub_connection_is_still_delivered(
     assert killed >= 1
     assert (await stream.next(timeout=20)).data == "only by resync"
     stream.close()
-
-
-@pytest.fixture
-async def hub_on_redis(make_hub: MakeHub, redis_server: RedisServer) -> HubClient:
-    return await make_hub(redis_url=redis_server.url)
 
 
 async def test_a_retry_after_a_lost_reply_publishes_once(
