@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint format check clean
+.PHONY: install run test lint format check bench clean
 
 # The Compose specification's JSON schema, as shipped in docker-compose 1.29.2's
 # wheel (data only; not installed), for the test that validates docker-compose.yml.
@@ -26,14 +26,17 @@ test: install  ## every test; a private redis-server is started by the fixtures
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check hub tests examples
-	$(BIN)/ruff format --check hub tests examples
+	$(BIN)/ruff check hub tests examples bench
+	$(BIN)/ruff format --check hub tests examples bench
 	$(BIN)/mypy
 	$(BIN)/mypy --strict examples
 
 format: install
-	$(BIN)/ruff check --fix hub tests examples
-	$(BIN)/ruff format hub tests examples
+	$(BIN)/ruff check --fix hub tests examples bench
+	$(BIN)/ruff format hub tests examples bench
+
+bench: install  ## the standard benchmark set on a private Redis (a few minutes)
+	$(BIN)/python -m bench --pin
 
 check: lint test
 

@@ -1,0 +1,101 @@
+"""`python -m bench`: start a hub (on its own Redis, or embedded), run scenarios, write results."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import procs, scenarios
+from bench.report import markdown
+
+STANDARD = {"idle": 5000, "fanout": 1000, "unicast": 2000}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--scenarios", default="idle,fanout,unicast,resume",
+        help="comma-separated: idle, fanout, unicast, resume",
+    )  # fmt: skip
+    parser.add_argument("--embedded", action="store_true", help="the in-memory broker, no Redis")
+    parser.add_argument("--streams", type=int, help="idle streams (default 5000)")
+    parser.add_argument("--fanout-streams", type=int, help="fan-out streams (default 1000)")
+    parser.add_argument("--users", type=int, help="unicast users (default 2000)")
+    parser.add_argument("--publishes", type=int, default=2000, help="publishes per measurement")
+    parser.add_argument(
+        "--pin", action="store_true", help="hub and Redis on CPU 0, this load generator on CPU 1"
+    )
+    parser.add_argument("--out", default="bench/results", help="where to write JSON and Markdown")
+    return parser
+
+
+async def _run(args: argparse.Namespace) -> dict[str, Any]:
+    keys = {"subscriber": secrets.token_hex(32), "publisher": secrets.token_hex(32)}
+    server = procs.start(
+        embedded=args.embedded,
+        keys={
+            "HUB_SUBSCRIBER_JWT_KEY": keys["subscriber"],
+            "HUB_PUBLISHER_JWT_KEY": keys["publisher"],
+        },
+        server_cpus={0} if args.pin else None,
+        max_streams_per_user="0",
+        history_max_len="10000",
+    )
+    if args.pin:
+        os.sched_setaffinity(0, {1})
+    ctx = scenarios.Context(server, keys["subscriber"], keys["publisher"])
+    results: dict[str, Any] = {}
+    try:
+        for name in args.scenarios.split(","):
+            print(f"{name}:", file=sys.stderr, flush=True)
+            if name == "idle":
+                results[name] = await scenarios.idle(ctx, args.streams or STANDARD["idle"])
+            elif name == "fanout":
+                streams = args.fanout_streams or STANDARD["fanout"]
+                results[name] = await scenarios.fanout(ctx, streams, min(args.publishes, 200))
+            elif name == "unicast":
+                users = args.users or STANDARD["unicast"]
+                results[name] = await scenarios.unicast(ctx, users, args.publishes)
+            elif name == "resume":
+                results[name] = await scenarios.resume(ctx, 100, 20)
+            else:
+                raise SystemExit(f"unknown scenario {name!r}")
+            print(f"  = {results[name]}", file=sys.stderr, flush=True)
+    finally:
+        server.stop()
+    return results
+
+
+def main() -> int:
+    args = _parser().parse_args()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # many streams; the hub inherits it
+    results = asyncio.run(_run(args))
+    record = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "broker": "memory" if args.embedded else "redis",
+        "pinned": args.pin,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
+        "results": results,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(record, indent=2) + "\n")
+    table = markdown(record)
+    (out / "latest.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

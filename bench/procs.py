@@ -1,0 +1,105 @@
+"""The processes under test: a private redis-server and `hub serve`, pinned, measured in /proc."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def _pin(pid: int, cpus: set[int] | None) -> None:
+    if cpus:
+        os.sched_setaffinity(pid, cpus)
+
+
+@dataclass
+class Started:
+    redis: subprocess.Popen[bytes] | None
+    hub: subprocess.Popen[bytes]
+    url: str
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pids(self) -> dict[str, int]:
+        pids = {"hub": self.hub.pid}
+        if self.redis is not None:
+            pids["redis"] = self.redis.pid
+        return pids
+
+    def cpu(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def stop(self) -> None:
+        for process in (self.hub, self.redis):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(timeout=15)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start(
+    *, embedded: bool, keys: dict[str, str], server_cpus: set[int] | None, **settings: str
+) -> Started:
+    """A hub (and its own Redis unless `embedded`), pinned to `server_cpus` when given."""
+    workdir = Path(tempfile.mkdtemp(prefix="hub-bench-"))
+    redis = None
+    env = {**os.environ, **keys, "HUB_HOST": "127.0.0.1", "HUB_LOG_LEVEL": "WARNING"}
+    env.update({f"HUB_{k.upper()}": v for k, v in settings.items()})
+    env.pop("HUB_REDIS_URL", None)
+    if not embedded:
+        port = free_port()
+        redis = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(workdir)],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        _pin(redis.pid, server_cpus)
+        env["HUB_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    hub_port = free_port()
+    env["HUB_PORT"] = str(hub_port)
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "hub", "serve"], env=env, stdout=subprocess.DEVNULL
+    )
+    _pin(hub.pid, server_cpus)
+    url = f"http://127.0.0.1:{hub_port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=1) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            if time.monotonic() > deadline or hub.poll() is not None:
+                raise RuntimeError("the hub did not start") from None
+            time.sleep(0.05)
+    return Started(redis, hub, url, workdir, env)

@@ -1,0 +1,227 @@
+"""The benchmark scenarios. Each measures server CPU from /proc, so results hold per CPU-second
+on a busy machine; each also checks that what it measured was delivered exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bench.load import Publisher, Stream
+from bench.procs import Started, rss_kib
+from hub.auth import mint
+
+Result = dict[str, Any]
+
+
+@dataclass
+class Context:
+    server: Started
+    subscriber_key: str
+    publisher_key: str
+
+    def subscriber(self, user: str) -> str:
+        return mint(self.subscriber_key, "HS256", sub=user, topics=["*"], ttl=3600)
+
+    def publisher(self) -> Publisher:
+        token = mint(self.publisher_key, "HS256", sub="bench", publish=["*"], ttl=3600)
+        return Publisher(self.server.url, token)
+
+
+def progress(message: str) -> None:
+    print(f"  … {message}", file=sys.stderr, flush=True)
+
+
+def _payload(pad: int = 40) -> dict[str, Any]:
+    """About 64 bytes of JSON carrying its send time."""
+    return {"t": time.perf_counter(), "p": "x" * pad}
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _open_many(ctx: Context, count: int, user: Callable[[int], str], query: str,
+                     on_data: Callable[[bytes, float], None]) -> list[Stream]:  # fmt: skip
+    streams: list[Stream] = []
+    for start in range(0, count, 250):
+        batch = [Stream(on_data) for _ in range(start, min(start + 250, count))]
+        await asyncio.gather(
+            *(
+                s.open(ctx.server.url, ctx.subscriber(user(start + i)), query)
+                for i, s in enumerate(batch)
+            )
+        )
+        streams += batch
+        if (start // 250) % 8 == 0:
+            progress(f"{len(streams)}/{count} streams open")
+    return streams
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 60) -> None:
+    """Poll a counter the streams move (cheaper than an event per delivered frame)."""
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+async def idle(ctx: Context, streams: int) -> Result:
+    rss_before, cpu_before = rss_kib(ctx.server.hub.pid), ctx.server.cpu()["hub"]
+    opened = await _open_many(ctx, streams, lambda n: f"idle{n}", "", lambda d, t: None)
+    await asyncio.sleep(1)
+    rss_after, cpu_after = rss_kib(ctx.server.hub.pid), ctx.server.cpu()["hub"]
+    for stream in opened:
+        await stream.close()
+    return {
+        "streams": streams,
+        "kib_per_idle_stream": round((rss_after - rss_before) / streams, 2),
+        "cpu_s_to_accept": round(cpu_after - cpu_before, 2),
+    }
+
+
+async def fanout(ctx: Context, streams: int, publishes: int) -> Result:
+    latencies: list[float] = []
+    opened = await _open_many(
+        ctx, streams, lambda n: f"fan{n}", "topic=fan", lambda d, t: latencies.append(t)
+    )
+    publisher = ctx.publisher()
+    # Throughput: publish as fast as the publisher gets answers.
+    before = ctx.server.cpu()
+    for _ in range(publishes):
+        await publisher.post({"topics": ["fan"], "data": _payload()})
+    await _until(lambda: sum(s.events for s in opened) >= streams * publishes)
+    after = ctx.server.cpu()
+    hub_cpu = after["hub"] - before["hub"]
+    progress(f"fan-out throughput: {streams * publishes} deliveries in {hub_cpu:.2f} hub CPU-s")
+    # Latency at 10 publishes/s.
+    sent_at: dict[int, float] = {}
+    latencies.clear()
+    received: list[float] = []
+
+    def on_data(data: bytes, now: float) -> None:
+        number = int(data.split(b'"n":', 1)[1].split(b",", 1)[0])
+        received.append(now - sent_at[number])
+
+    for stream in opened:
+        stream.on_data = on_data
+    paced = 30
+    for n in range(paced):
+        sent_at[n] = time.perf_counter()
+        await publisher.post({"topics": ["fan"], "data": {"n": n, "p": "x" * 40}})
+        await asyncio.sleep(0.1)
+    await _until(lambda: len(received) >= streams * paced)
+    await publisher.close()
+    for stream in opened:
+        await stream.close()
+    return {
+        "streams": streams,
+        "deliveries_per_hub_cpu_s": round(streams * publishes / hub_cpu),
+        "p50_ms_at_10_per_s": round(_percentile(received, 0.5) * 1000, 2),
+        "p99_ms_at_10_per_s": round(_percentile(received, 0.99) * 1000, 2),
+    }
+
+
+async def unicast(ctx: Context, users: int, publishes: int) -> Result:
+    received: list[float] = []
+    sent_at: dict[int, float] = {}
+
+    def on_data(data: bytes, now: float) -> None:
+        if data.startswith(b'{"n":'):
+            received.append(now - sent_at[int(data[5:].split(b",", 1)[0])])
+
+    opened = await _open_many(ctx, users, lambda n: f"uni{n}", "", on_data)
+    publisher = ctx.publisher()
+    rng = random.Random(7)
+
+    async def measured(label: str, count: int, send: Callable[[], Awaitable[None]]) -> float:
+        before = ctx.server.cpu()
+        await send()
+        total = sum(s.events for s in opened)
+        await _until(lambda: sum(s.events for s in opened) >= total)
+        after = ctx.server.cpu()
+        cpu = sum(after[k] - before[k] for k in after)
+        progress(f"unicast {label}: {count} messages in {cpu:.2f} server CPU-s")
+        return count / cpu
+
+    async def singles() -> None:
+        for _ in range(publishes):
+            await publisher.post({"users": [f"uni{rng.randrange(users)}"], "data": _payload()})
+
+    async def batches() -> None:
+        for _ in range(publishes * 4 // 100):
+            batch = [
+                {"users": [f"uni{rng.randrange(users)}"], "data": _payload()} for _ in range(100)
+            ]
+            await publisher.post(batch)
+
+    async def ndjson() -> None:
+        for _ in range(publishes * 4 // 100):
+            lines = [
+                f'{{"users":["uni{rng.randrange(users)}"],"data":"{"x" * 50}"}}' for _ in range(100)
+            ]
+            await publisher.post(("\n".join(lines) + "\n").encode(), "application/x-ndjson")
+
+    single_rate = await measured("single", publishes, singles)
+    batch_rate = await measured("batch", publishes * 4, batches)
+    ndjson_rate = await measured("ndjson", publishes * 4, ndjson)
+    # Latency at 500 publishes/s.
+    paced = 1000
+    for n in range(paced):
+        sent_at[n] = time.perf_counter()
+        user = f"uni{rng.randrange(users)}"
+        await publisher.post({"users": [user], "data": {"n": n, "p": "x" * 40}})
+        await asyncio.sleep(max(0.0, 0.002 - (time.perf_counter() - sent_at[n])))
+    await _until(lambda: len(received) >= paced)
+    await publisher.close()
+    for stream in opened:
+        await stream.close()
+    return {
+        "users": users,
+        "publishes_per_server_cpu_s": round(single_rate),
+        "batch_messages_per_server_cpu_s": round(batch_rate),
+        "ndjson_messages_per_server_cpu_s": round(ndjson_rate),
+        "p50_ms_at_500_per_s": round(_percentile(received, 0.5) * 1000, 2),
+        "p99_ms_at_500_per_s": round(_percentile(received, 0.99) * 1000, 2),
+    }
+
+
+async def _resume_once(ctx: Context, publisher: Publisher, user: str, missed: int) -> float:
+    """Seconds from reconnecting with the last id to having every missed event, exactly."""
+    seen: list[bytes] = []
+    stream = Stream(lambda data, at: seen.append(data))
+    await stream.open(ctx.server.url, ctx.subscriber(user))
+    await publisher.post({"users": [user], "data": "first"})
+    await _until(lambda: len(seen) == 1)
+    last_id = stream.last_id.decode()
+    await stream.close()
+    await publisher.post([{"users": [user], "data": f"m{n}"} for n in range(missed)])
+    seen.clear()
+    again = Stream(lambda data, at: seen.append(data))
+    started = time.perf_counter()
+    await again.open(ctx.server.url, ctx.subscriber(user), last_id=last_id)
+    await _until(lambda: len(seen) >= missed)
+    elapsed = time.perf_counter() - started
+    await again.close()
+    if seen != [f"m{n}".encode() for n in range(missed)]:
+        raise AssertionError("resume was not exact")
+    return elapsed
+
+
+async def resume(ctx: Context, missed: int, rounds: int) -> Result:
+    publisher = ctx.publisher()
+    times = [await _resume_once(ctx, publisher, f"res{r}", missed) for r in range(rounds)]
+    await publisher.close()
+    return {
+        "missed": missed,
+        "exact": True,
+        "median_ms": round(statistics.median(times) * 1000, 2),
+        "p99_ms": round(_percentile(times, 0.99) * 1000, 2),
+    }
