@@ -9,7 +9,7 @@ from aiohttp import web
 from hub import demo, health, openapi, publish, stream
 from hub.auth import TokenVerifier
 from hub.broker import Broker, create_broker
-from hub.config import Settings
+from hub.config import MAX_REQUEST_LINE, Settings
 from hub.cors import Cors
 from hub.fanout import FanOut
 from hub.metrics import Metrics
@@ -38,7 +38,7 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
         middlewares=[problem_middleware],
         client_max_size=settings.max_body_bytes,
         # Long query strings reach the handler, which answers with a problem+json 400.
-        handler_args={"max_line_size": settings.max_request_line},
+        handler_args={"max_line_size": MAX_REQUEST_LINE},
     )
     app[HUB] = hub
     app.router.add_get("/events", stream.events)

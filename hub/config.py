@@ -17,7 +17,7 @@ from hub.errors import ConfigError
 ENV_PREFIX = "HUB_"
 _ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
 # The longest request line the HTTP parser accepts (aiohttp's default is 8190).
-_MAX_LINE = 65536
+MAX_REQUEST_LINE = 65536
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -86,8 +86,8 @@ class Settings:
             raise ConfigError(f"{_env('port')}: must be a TCP port (1-65535)")
         if self.max_streams_per_user < 0:
             raise ConfigError(f"{_env('max_streams_per_user')}: must not be negative")
-        if not 0 < self.max_query_length <= _MAX_LINE:
-            raise ConfigError(f"{_env('max_query_length')}: must be 1-{_MAX_LINE}")
+        if not 0 < self.max_query_length <= MAX_REQUEST_LINE:
+            raise ConfigError(f"{_env('max_query_length')}: must be 1-{MAX_REQUEST_LINE}")
         if self.retry_ms < 0 or self.shutdown_timeout < 0:
             raise ConfigError("HUB_RETRY_MS and HUB_SHUTDOWN_TIMEOUT must not be negative")
         if self.history_meta_ttl < self.history_ttl:
@@ -110,9 +110,6 @@ class Settings:
     def uses_redis(self) -> bool:
         return bool(self.redis_url)
 
-    @property
-    def max_request_line(self) -> int:
-        return _MAX_LINE
 
 
 def _env(name: str) -> str:
