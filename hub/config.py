@@ -111,7 +111,6 @@ class Settings:
         return bool(self.redis_url)
 
 
-
 def _env(name: str) -> str:
     return ENV_PREFIX + name.upper()
 
