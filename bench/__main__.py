@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs, scenarios
+from bench.profile import Profiler
 from bench.report import markdown
 
 STANDARD = {"idle": 5000, "fanout": 1000, "unicast": 2000}
@@ -33,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--publishes", type=int, default=2000, help="publishes per measurement")
     parser.add_argument(
         "--pin", action="store_true", help="hub and Redis on CPU 0, this load generator on CPU 1"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="record the hub with py-spy (see --out)"
     )
     parser.add_argument("--out", default="bench/results", help="where to write JSON and Markdown")
     return parser
@@ -54,7 +58,10 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         os.sched_setaffinity(0, {1})
     ctx = scenarios.Context(server, keys["subscriber"], keys["publisher"])
     results: dict[str, Any] = {}
+    profiler = None
     try:
+        if args.profile:
+            profiler = Profiler(server.hub.pid, Path(args.out))
         for name in args.scenarios.split(","):
             print(f"{name}:", file=sys.stderr, flush=True)
             if name == "idle":
@@ -71,6 +78,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 raise SystemExit(f"unknown scenario {name!r}")
             print(f"  = {results[name]}", file=sys.stderr, flush=True)
     finally:
+        if profiler is not None:
+            profiler.stop()
+            print(f"profile: {profiler.summary}", file=sys.stderr)
         server.stop()
     return results
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 from aiohttp import web
@@ -60,9 +62,15 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
     return app
 
 
+_TIMER = web.AppKey("timer", asyncio.Task[None])
+
+
 async def _start(app: web.Application) -> None:
     hub = app[HUB]
     await hub.broker.start(hub.fanout)
+    app[_TIMER] = asyncio.create_task(
+        hub.fanout.run_timer(hub.settings.heartbeat_interval), name="hub-stream-timer"
+    )
 
 
 async def _drain(app: web.Application) -> None:
@@ -74,4 +82,9 @@ async def _drain(app: web.Application) -> None:
 
 
 async def _close(app: web.Application) -> None:
+    timer = app.get(_TIMER)
+    if timer is not None:
+        timer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await timer
     await app[HUB].broker.close()

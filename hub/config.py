@@ -59,6 +59,8 @@ class Settings:
     demo_page: bool = True
     # Development only: POST /demo/login mints tokens for any user. Never in production.
     demo_tokens: bool = False
+    # uvloop's event loop (faster, leaner per connection); false: asyncio's own.
+    uvloop: bool = True
     log_level: str = "INFO"
     # "text" for people, "json" for log pipelines (one object per line).
     log_format: str = "text"

@@ -9,6 +9,7 @@ the channel's entries contiguously from 1, which makes gaps detectable.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterable
@@ -37,6 +38,7 @@ class CursorError(ValueError):
     """The cursor cannot be read."""
 
 
+@functools.lru_cache(maxsize=4096)  # every stream of a channel encodes the same offsets
 def base36(number: int) -> str:
     if number == 0:
         return "0"

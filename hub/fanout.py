@@ -1,7 +1,8 @@
 """FanOut: the process's registry of open streams by channel; the brokers' live sink.
 
-Delivery never blocks: each stream takes an entry into its own bounded queue
-or closes itself (a slow consumer), so one stream cannot stall the others.
+Delivery never blocks: each stream writes an entry to its socket at once, takes
+it into its own bounded queue, or closes itself (a slow consumer), so one
+stream cannot stall the others. One timer serves every stream's heartbeat.
 """
 
 from __future__ import annotations
@@ -56,6 +57,19 @@ class FanOut:
     def deliver(self, channel: str, epoch: int, entry: Entry) -> None:
         for sub in tuple(self._by_channel.get(channel, ())):
             sub.offer(channel, epoch, entry)
+
+    def tick(self, now: float, heartbeat: float) -> None:
+        """Heartbeats and token expiry for every stream, from one timer (no timer per stream)."""
+        for sub in tuple(self.streams):
+            sub.tick(now, heartbeat)
+
+    async def run_timer(self, heartbeat: float) -> None:
+        """Tick several times per heartbeat interval, so pings leave at most a tick late."""
+        loop = asyncio.get_running_loop()
+        period = min(1.0, heartbeat / 4)
+        while True:
+            await asyncio.sleep(period)
+            self.tick(loop.time(), heartbeat)
 
     def resync(self) -> None:
         for sub in self.streams:

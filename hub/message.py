@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from hub.channels import EVENT_RE, topic_channel, user_channel, valid_name
 from hub.errors import BadRequest, PayloadTooLarge
@@ -26,12 +30,41 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def loads(text: bytes | str) -> Any:
-    """Strict JSON: NaN and Infinity are refused, as RFC 8259 says."""
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return number
+
+
+# orjson reads integers beyond 64 bits as floats (losing digits): those go the slow way.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def loads(raw: bytes) -> Any:
+    """Strict JSON: NaN and Infinity are refused, as RFC 8259 says.
+
+    orjson is the fast path; what it refuses (integers beyond 64 bits, lone
+    surrogates, numbers out of range, errors) goes through the standard library, which reads
+    big integers exactly and words its errors for people.
+    """
+    if _LONG_DIGITS.search(raw) is None:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite)
     except (ValueError, RecursionError) as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON, non-ASCII kept as is."""
+    try:
+        return orjson.dumps(obj).decode()
+    except TypeError:  # an integer beyond 64 bits
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
 def _names(obj: dict[str, Any], key: str, where: str) -> list[str]:
@@ -69,11 +102,7 @@ def parse_message(
     if "data" not in obj:
         raise BadRequest(f"{where}'data' is required")
     data = obj["data"]
-    text = (
-        data
-        if isinstance(data, str)
-        else json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    )
+    text = data if isinstance(data, str) else dumps(data)
     try:
         size = len(text.encode())
     except UnicodeEncodeError:

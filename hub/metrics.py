@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+
+class _Delivered(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "hub_events_delivered", "Events written to streams (live and backfilled)."
+        )
+        family.add_metric([], self._metrics.delivered_total)
+        yield family
 
 
 class Metrics:
@@ -13,9 +29,9 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.open_streams = Gauge("hub_open_streams", "Open SSE streams.", registry=r)
-        self.events_delivered = Counter(
-            "hub_events_delivered", "Events written to streams (live and backfilled).", registry=r
-        )
+        # Counted on every delivery: a plain integer, read by the registry at scrape time.
+        self.delivered_total = 0
+        r.register(_Delivered(self))
         self.backfilled = Counter(
             "hub_backfilled_events", "Events written to streams from history.", registry=r
         )
@@ -40,7 +56,7 @@ class Metrics:
 
     # StreamObserver: what a stream reports as it goes.
     def delivered(self, count: int) -> None:
-        self.events_delivered.inc(count)
+        self.delivered_total += count
 
     def backfilled_events(self, count: int) -> None:
         self.backfilled.inc(count)

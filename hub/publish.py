@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from hub.auth import Publisher
@@ -111,7 +112,7 @@ async def _publish(request: web.Request, hub: Hub) -> web.Response:
     idempotency = _idempotency(_idempotency_key(request, publisher), body)
     results = await hub.broker.publish(messages, idempotency)
     answer = {"results": [{"ids": ids} for ids in results]} if batch else {"ids": results[0]}
-    return web.json_response(answer)
+    return _json(answer)
 
 
 async def _lines(request: web.Request, limit: int) -> AsyncIterator[bytes]:
@@ -159,4 +160,8 @@ async def _publish_lines(request: web.Request, hub: Hub, publisher: Publisher) -
         exc.detail = f"line {number + reading}: {exc.detail}"
         exc.extra["published"] = len(results)
         raise
-    return web.json_response({"results": results})
+    return _json({"results": results})
+
+
+def _json(answer: dict[str, Any]) -> web.Response:
+    return web.Response(body=orjson.dumps(answer), content_type=JSON)

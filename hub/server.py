@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import secrets
@@ -55,6 +56,17 @@ def _announce_dev_keys(settings: Settings) -> None:
     )
 
 
+def event_loop(settings: Settings) -> asyncio.AbstractEventLoop:
+    if settings.uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            log.warning("uvloop is not installed: using asyncio's event loop")
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 def serve(settings: Settings) -> int:
     logs.setup(settings.log_level, settings.log_format)
     settings, generated = with_keys(settings)
@@ -69,6 +81,7 @@ def serve(settings: Settings) -> int:
         _announce_dev_keys(settings)
     web.run_app(
         create_app(settings),
+        loop=event_loop(settings),
         host=settings.host,
         port=settings.port,
         shutdown_timeout=settings.shutdown_timeout,

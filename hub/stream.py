@@ -15,7 +15,7 @@ from hub.auth import Subscriber
 from hub.channels import allowed, topic_channel, user_channel, valid_name
 from hub.errors import BadRequest, BrokerUnavailable, Forbidden, HubError, TooManyStreams
 from hub.state import HUB, Hub
-from hub.subscription import Subscription
+from hub.subscription import WRITE_BUDGET, DirectWriter, Subscription
 from hub.tokens import subscriber_token
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,10 @@ async def _stream(
     await response.prepare(request)
     transport = request.transport
     sub.abort = transport.abort if transport is not None else None
+    if transport is not None:
+        sub.attach(_direct_writer(transport, response.chunked), asyncio.get_running_loop().time)
+    if subscriber.expires_at is not None:
+        sub.deadline = sub.last_write + (subscriber.expires_at - time.time())
     subscribed = hub.fanout.add(sub)
     hub.metrics.open_streams.inc()
     opened = time.monotonic()
@@ -92,7 +96,7 @@ async def _stream(
         sub.close("shutdown")  # the drain began while this stream was being set up
     try:
         await _write(response, sse.opening(settings.retry_ms, sub.initial_id()), send_timeout)
-        await _run(hub, sub, response, subscribed, subscriber.expires_at, send_timeout)
+        await _run(hub, sub, response, subscribed, send_timeout)
         while sub.has_output:  # ended by a drain or an expired token: accepted frames still go
             await _write(response, sub.take(), send_timeout)
     except _ClientGone:
@@ -118,6 +122,19 @@ async def _stream(
     return response
 
 
+def _direct_writer(transport: asyncio.Transport, chunked: bool) -> DirectWriter:
+    """Writes one frame to the socket now, as aiohttp's writer would frame it; refuses
+    (False) once the socket holds WRITE_BUDGET unsent bytes, so memory stays bounded."""
+
+    def write(data: bytes) -> bool:
+        if transport.is_closing() or transport.get_write_buffer_size() >= WRITE_BUDGET:
+            return False
+        transport.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
+        return True
+
+    return write
+
+
 async def _write(response: web.StreamResponse, data: bytes, timeout: float) -> None:
     try:
         async with asyncio.timeout(timeout):
@@ -136,30 +153,28 @@ async def _run(
     sub: Subscription,
     response: web.StreamResponse,
     subscribed: asyncio.Future[list[None]],
-    expires_at: float | None,
     send_timeout: float,
 ) -> None:
+    """The stream's task: backfills, queued frames and heartbeats the fan-out could not write.
+
+    While nothing is queued the task is parked without a timer; the fan-out's tick
+    wakes it for a heartbeat or ends the stream when its token expires.
+    """
     settings = hub.settings
     loop = asyncio.get_running_loop()
     heartbeat = settings.heartbeat_interval
-    last_write = loop.time()
-    deadline = None if expires_at is None else loop.time() + (expires_at - time.time())
     retry_at = 0.0
     failures = 0
 
     async def send(data: bytes) -> None:
-        nonlocal last_write
         await _write(response, data, send_timeout)
-        last_write = loop.time()
+        sub.last_write = loop.time()
 
     while sub.closed is None:
-        now = loop.time()
-        if deadline is not None and now >= deadline:
-            return  # the token expired: the client must come back with a fresh one
         if sub.has_output:
             await send(sub.take())
             continue
-        if sub.needs_sync and now >= retry_at:
+        if sub.needs_sync and loop.time() >= retry_at:
             try:
                 # History is read only once the live channels are subscribed: no gap between.
                 async with asyncio.timeout(heartbeat):
@@ -173,11 +188,7 @@ async def _run(
                 failures += 1
                 retry_at = loop.time() + min(0.05 * 2**failures, _MAX_RETRY_DELAY)
             continue
-        wake_at = last_write + heartbeat
-        if sub.needs_sync:
-            wake_at = min(wake_at, retry_at)
-        if deadline is not None:
-            wake_at = min(wake_at, deadline)
-        await sub.wait(wake_at - loop.time())
-        if loop.time() >= last_write + heartbeat:
+        if sub.heartbeat_due(heartbeat):
             await send(sse.PING)
+            continue
+        await sub.wait(retry_at - loop.time() if sub.needs_sync else None)

@@ -1,11 +1,14 @@
 """One open stream's state: its channels, its cursor, and the hand-over from history to live.
 
 The stream task drives it; the fan-out only ever calls `offer`, which never
-blocks. While a backfill runs, live entries are buffered and afterwards
-replayed through the same check as any live entry: an entry at or below the
-channel's position is a duplicate and dropped, the next offset is sent, and
-anything else (a gap, a new epoch) triggers another backfill, which tells
-gaps with `hub.reset`. Offsets are compared as integers, never as strings.
+blocks. While the stream is caught up and its task parked, a live entry is
+written straight to the socket from the fan-out (one write, no task switch,
+no timer); anything else queues for the task. While a backfill runs, live
+entries are buffered and afterwards replayed through the same check as any
+live entry: an entry at or below the channel's position is a duplicate and
+dropped, the next offset is sent, and anything else (a gap, a new epoch)
+triggers another backfill, which tells gaps with `hub.reset`. Offsets are
+compared as integers, never as strings.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from hub.cursor import NOWHERE, Position
 from hub.errors import BrokerUnavailable
 
 RESET_EVENT = "hub.reset"
+TOKEN_EXPIRED = "token_expired"
 TRIMMED = "history_trimmed"
 UNKNOWN = "unknown_cursor"
 EARLIEST = "earliest"
@@ -30,6 +34,8 @@ SLOW_CONSUMER = "slow_consumer"
 WRITE_BUDGET = 256 * 1024
 
 Writer = Callable[[bytes], Awaitable[None]]
+# Writes without waiting; False when the socket is backed up (the task then takes over).
+DirectWriter = Callable[[bytes], bool]
 
 
 class StreamObserver(Protocol):
@@ -58,16 +64,23 @@ class _Unobserved:
         pass
 
 
+def _never() -> float:
+    return 0.0
+
+
 # A live entry waiting for a backfill to end, with the backfill round it arrived in.
 _Pending = tuple[str, int, Entry, int]
 
 
 class Subscription:
     __slots__ = (
+        "_clock",
+        "_direct",
         "_earliest",
         "_index",
         "_outbox",
         "_outbox_bytes",
+        "_parked",
         "_parts",
         "_pending",
         "_positions",
@@ -81,6 +94,8 @@ class Subscription:
         "abort",
         "channels",
         "closed",
+        "deadline",
+        "last_write",
         "needs_sync",
         "observer",
         "sent",
@@ -112,6 +127,13 @@ class Subscription:
         self._round = 0
         self._wakeup: asyncio.Future[None] | None = None
         self._woken = False
+        # True while the task waits with nothing to do: live entries may then go straight out.
+        self._parked = False
+        self._direct: DirectWriter | None = None
+        self._clock: Callable[[], float] = _never
+        self.last_write = 0.0
+        # When the stream must end (its token expires), on the clock of `attach`.
+        self.deadline: float | None = None
         self.needs_sync = True
         self.closed: str | None = None
         self.sent = 0
@@ -204,12 +226,45 @@ class Subscription:
 
     def _accept(self, i: int, epoch: int, entry: Entry) -> None:
         self._set(i, Position(epoch, entry.offset))
-        self._outbox.append((self.cursor(), entry.body))
+        event_id = self.cursor()
+        if self._parked and self._write_now(sse.frame(event_id, entry.body)):
+            self.sent += 1
+            self.observer.delivered(1)
+            return
+        self._outbox.append((event_id, entry.body))
         self._outbox_bytes += len(entry.body)
         if len(self._outbox) > self._queue_size or self._outbox_bytes > self._queue_bytes:
             self.close(SLOW_CONSUMER)
             return
         self._wake()
+
+    # -- direct writes and the shared heartbeat -----------------------------------------------
+
+    def attach(self, direct: DirectWriter, clock: Callable[[], float]) -> None:
+        """The socket writer for live entries while the task is parked, and the loop's clock."""
+        self._direct = direct
+        self._clock = clock
+        self.last_write = clock()
+
+    def _write_now(self, data: bytes) -> bool:
+        if self._direct is None or not self._direct(data):
+            return False
+        self.last_write = self._clock()
+        return True
+
+    def tick(self, now: float, heartbeat: float) -> None:
+        """Called by the fan-out's one timer: heartbeats and token expiry for every stream."""
+        if self.closed is not None:
+            return
+        if self.deadline is not None and now >= self.deadline:
+            self.close(TOKEN_EXPIRED)
+        elif now - self.last_write >= heartbeat and not (
+            self._parked and self._write_now(sse.PING)
+        ):
+            self._wake()  # the task sends it, and notices a client that stopped reading
+
+    def heartbeat_due(self, heartbeat: float) -> bool:
+        return self._clock() - self.last_write >= heartbeat
 
     def request_resync(self) -> None:
         self.needs_sync = True
@@ -251,21 +306,27 @@ class Subscription:
 
     def _wake(self) -> None:
         self._woken = True
+        self._parked = False  # from here on the task is due to run: entries queue behind it
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
 
-    async def wait(self, timeout: float) -> None:
-        """Until there is something to do, or `timeout` seconds pass."""
+    async def wait(self, timeout: float | None = None) -> None:
+        """Until there is something to do, or `timeout` seconds pass (None: no timeout)."""
         if self._woken or self._outbox or self.closed is not None:
             self._woken = False
             return
         self._wakeup = asyncio.get_running_loop().create_future()
+        self._parked = self._pending is None and not self.needs_sync
         try:
-            async with asyncio.timeout(max(timeout, 0)):
+            if timeout is None:
                 await self._wakeup
+            else:
+                async with asyncio.timeout(max(timeout, 0)):
+                    await self._wakeup
         except TimeoutError:
             pass
         finally:
+            self._parked = False
             self._wakeup = None
             self._woken = False
 

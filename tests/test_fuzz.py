@@ -129,13 +129,12 @@ async def test_no_field_injection(hub: HubClient, payloads: list[tuple[str, Any]
     assert status == 200, answer
     received = await stream.take(len(payloads))
     for (event, data), got in zip(payloads, received, strict=True):
-        text = (
-            data
-            if isinstance(data, str)
-            else json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-        )
         assert got.event == event
-        assert got.data == re.sub(r"\r\n|\r", "\n", text)
+        if isinstance(data, str):
+            assert got.data == re.sub(r"\r\n|\r", "\n", data)
+        else:  # compact JSON of the same value (number formatting is the encoder's)
+            assert "\n" not in got.data
+            assert json.loads(got.data) == data
     await hub.send("end", users=["target"])
     assert (await stream.next()).data == "end", "nothing extra was dispatched"
     stream.close()
