@@ -71,8 +71,22 @@ def _prepared(key: str, algorithm: str, setting: str) -> Any:
     return prepared
 
 
+# Verified tokens remembered (oldest dropped first): a publisher sends the same token with
+# every request, and a signature check costs more than the rest of a publish.
+_CACHE_SIZE = 4096
+
+
+def _time_claim(claims: dict[str, Any], name: str) -> float | None:
+    value = claims.get(name)
+    return float(value) if isinstance(value, int | float) else None
+
+
 class TokenVerifier:
-    """Checks signature, algorithm, `exp` and `nbf` of one kind of token."""
+    """Checks signature, algorithm, `exp` and `nbf` of one kind of token.
+
+    A token that passed is remembered with its `exp` and `nbf`, which are
+    checked again on every use; the signature never changes, so it is not.
+    """
 
     def __init__(self, key: str, algorithm: str, kind: str) -> None:
         setting = f"HUB_{kind.upper()}_JWT_KEY"
@@ -81,6 +95,7 @@ class TokenVerifier:
         self._key = _prepared(load_key(key, algorithm, setting), algorithm, setting)
         self._algorithm = algorithm
         self._kind = kind
+        self._verified: dict[str, tuple[Any, float | None, float | None]] = {}
 
     def claims(self, token: str) -> dict[str, Any]:
         try:
@@ -98,21 +113,49 @@ class TokenVerifier:
             raise Unauthorized(f"invalid {self._kind} token: {exc}") from None
         return claims
 
+    def _remembered(self, token: str) -> Any:
+        """What `token` verified to before, with its time claims checked now; None if new."""
+        known = self._verified.get(token)
+        if known is None:
+            return None
+        value, exp, nbf = known
+        now = time.time()
+        if exp is not None and exp <= now:  # as PyJWT: expired at `exp` itself
+            del self._verified[token]
+            raise Unauthorized("token expired")
+        if nbf is not None and nbf > now:
+            raise Unauthorized("token not yet valid (nbf)")
+        return value
+
+    def _remember(self, token: str, value: Any, claims: dict[str, Any]) -> None:
+        if len(self._verified) >= _CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = (value, _time_claim(claims, "exp"), _time_claim(claims, "nbf"))
+
     def subscriber(self, token: str) -> Subscriber:
+        known = self._remembered(token)
+        if isinstance(known, Subscriber):
+            return known
         claims = self.claims(token)
         user = claims.get("sub")
         if not valid_name(user):
             raise Unauthorized("claim 'sub' must be a user id matching [A-Za-z0-9_.@:-]{1,128}")
-        exp = claims.get("exp")
-        return Subscriber(
+        subscriber = Subscriber(
             user=str(user),
             topic_grants=_grants(claims, "topics"),
-            expires_at=float(exp) if isinstance(exp, int | float) else None,
+            expires_at=_time_claim(claims, "exp"),
         )
+        self._remember(token, subscriber, claims)
+        return subscriber
 
     def publisher(self, token: str) -> Publisher:
+        known = self._remembered(token)
+        if isinstance(known, Publisher):
+            return known
         claims = self.claims(token)
-        return Publisher(name=str(claims.get("sub", "")), grants=_grants(claims, "publish"))
+        publisher = Publisher(name=str(claims.get("sub", "")), grants=_grants(claims, "publish"))
+        self._remember(token, publisher, claims)
+        return publisher
 
 
 def mint(

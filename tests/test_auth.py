@@ -91,3 +91,31 @@ def test_public_key_from_an_environment_variable_with_escaped_newlines() -> None
     assert escaped.subscriber(jwt.encode({"sub": "e"}, private, algorithm="ES256")).user == "e"
     with pytest.raises(ConfigError, match="HUB_SUBSCRIBER_JWT_KEY"):
         TokenVerifier("/no/such/file.pem", "ES256", "subscriber")
+
+
+def test_a_verified_token_is_remembered_but_its_expiry_still_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    v = TokenVerifier(KEY, "HS256", "subscriber")
+    token = mint(KEY, "HS256", sub="alice", ttl=60)
+    assert v.subscriber(token).user == "alice"
+
+    def no_more_signature_checks(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a remembered token was verified again")
+
+    monkeypatch.setattr("hub.auth.jwt.decode", no_more_signature_checks)
+    assert v.subscriber(token).user == "alice"
+    later = time.time() + 61
+    monkeypatch.setattr("hub.auth.time.time", lambda: later)
+    with pytest.raises(Unauthorized, match="expired"):
+        v.subscriber(token)
+
+
+def test_remembered_tokens_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("hub.auth._CACHE_SIZE", 2)
+    v = TokenVerifier(KEY, "HS256", "publisher")
+    tokens = [mint(KEY, "HS256", sub=f"p{n}", publish=["*"]) for n in range(3)]
+    for token in tokens:
+        assert v.publisher(token).grants == ("*",)
+    assert len(v._verified) == 2
+    assert tokens[0] not in v._verified, "the oldest is forgotten first"
