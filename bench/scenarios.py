@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.load import Publisher, Stream
-from bench.procs import Started, rss_kib
+from bench.procs import TICKS, Started, rss_kib
 from hub.auth import mint
 
 Result = dict[str, Any]
@@ -152,9 +152,10 @@ async def unicast(ctx: Context, users: int, publishes: int) -> Result:
         split = {k: round(after[k] - before[k], 2) for k in after}
         cpu = sum(split.values())
         progress(f"unicast {label}: {count} messages in {cpu:.2f} server CPU-s {split}")
-        return count / cpu
+        return count / max(cpu, 1 / TICKS)  # a tiny run may take less than a clock tick
 
     # Throughput: several publishers at once, as a busy backend would send.
+    rounds = max(1, publishes * 4 // 100 // CONCURRENCY)  # batches of 100 per publisher
     senders = [ctx.publisher() for _ in range(CONCURRENCY)]
 
     async def each(send: Callable[[Publisher], Awaitable[None]]) -> None:
@@ -172,14 +173,14 @@ async def unicast(ctx: Context, users: int, publishes: int) -> Result:
 
     async def batches() -> None:
         async def send(sender: Publisher) -> None:
-            for _ in range(publishes * 4 // 100 // CONCURRENCY):
+            for _ in range(rounds):
                 await sender.post([message() for _ in range(100)])
 
         await each(send)
 
     async def ndjson() -> None:
         async def send(sender: Publisher) -> None:
-            for _ in range(publishes * 4 // 100 // CONCURRENCY):
+            for _ in range(rounds):
                 lines = [
                     f'{{"users":["uni{rng.randrange(users)}"],"data":"{"x" * 50}"}}'
                     for _ in range(100)
@@ -190,7 +191,7 @@ async def unicast(ctx: Context, users: int, publishes: int) -> Result:
 
     whole = publishes // CONCURRENCY * CONCURRENCY
     single_rate = await measured("single", whole, singles)
-    batched = publishes * 4 // 100 // CONCURRENCY * CONCURRENCY * 100
+    batched = rounds * CONCURRENCY * 100
     batch_rate = await measured("batch", batched, batches)
     ndjson_rate = await measured("ndjson", batched, ndjson)
     for sender in senders:
