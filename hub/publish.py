@@ -115,52 +115,96 @@ async def _publish(request: web.Request, hub: Hub) -> web.Response:
     return _json(answer)
 
 
-async def _lines(request: web.Request, limit: int) -> AsyncIterator[bytes]:
-    """Body lines as they arrive; a line longer than `limit` is refused with 413."""
+async def _line_groups(request: web.Request, limit: int) -> AsyncIterator[list[bytes]]:
+    """Body lines as they arrive, a list per read; a line longer than `limit` gets 413."""
     buffer = bytearray()
     async for chunk in request.content.iter_any():
         buffer += chunk
-        while (end := buffer.find(b"\n")) >= 0:
-            yield bytes(buffer[:end])
+        end = buffer.rfind(b"\n")
+        if end >= 0:
+            lines = bytes(buffer[:end]).split(b"\n")
             del buffer[: end + 1]
+            yield lines
         if len(buffer) > limit:
             raise PayloadTooLarge(f"a line is over {limit} bytes")
     if buffer:
-        yield bytes(buffer)
+        yield [bytes(buffer)]
 
 
-async def _publish_lines(request: web.Request, hub: Hub, publisher: Publisher) -> web.Response:
-    """One message per line, each published as soon as its line arrives.
+class _Lines:
+    """NDJSON publishing: lines parsed as they arrive, published together per read.
 
-    With an Idempotency-Key, each line is keyed by its number: a retried request
-    publishes only the lines the first attempt did not.
+    Without an Idempotency-Key, the lines one read brought are one atomic
+    publish (one broker call). With one, each line is keyed by its number and
+    published on its own, so a retried request publishes only the lines the
+    first attempt did not.
     """
-    s = hub.settings
-    scoped_key = _idempotency_key(request, publisher)
-    results: list[dict[str, Any]] = []
-    number = 0
-    reading = True  # an error while reading concerns the next line, not the last one
-    try:
-        async for line in _lines(request, s.max_payload_bytes * 2 + 65536):
-            reading = False
-            number += 1
-            if not line.strip():
-                reading = True
-                continue
+
+    def __init__(self, hub: Hub, publisher: Publisher, scoped_key: str | None) -> None:
+        self.hub = hub
+        self.publisher = publisher
+        self.scoped_key = scoped_key
+        self.results: list[dict[str, Any]] = []
+        self.number = 0  # lines read
+        self.at = 1  # the line an error concerns: the first one not published
+        self._parsed: list[tuple[int, bytes, Message]] = []
+
+    def parse(self, line: bytes) -> None:
+        self.number += 1
+        if not line.strip():
+            return
+        if not self._parsed:
+            self.at = self.number
+        s = self.hub.settings
+        try:
             message = parse_message(
                 loads(line), max_payload_bytes=s.max_payload_bytes, max_targets=s.max_targets
             )
-            _authorize(publisher, message)
-            line_key = None if scoped_key is None else f"{scoped_key}\0{number}"
-            (ids,) = await hub.broker.publish([message], _idempotency(line_key, line))
-            results.append({"ids": ids})
-            reading = True
+            _authorize(self.publisher, message)
+        except HubError:
+            self.at = self.number
+            raise
+        self._parsed.append((self.number, line, message))
+
+    async def publish(self) -> None:
+        """Everything parsed so far; on an error, what was published before it stays."""
+        parsed, self._parsed = self._parsed, []
+        broker = self.hub.broker
+        if self.scoped_key is None:
+            for start in range(0, len(parsed), self.hub.settings.max_batch_size):
+                group = parsed[start : start + self.hub.settings.max_batch_size]
+                self.at = group[0][0]
+                answers = await broker.publish([message for _, _, message in group])
+                self.results += [{"ids": ids} for ids in answers]
+        else:
+            for number, line, message in parsed:
+                self.at = number
+                keyed = _idempotency(f"{self.scoped_key}\0{number}", line)
+                (ids,) = await broker.publish([message], keyed)
+                self.results.append({"ids": ids})
+        self.at = self.number + 1
+
+
+async def _publish_lines(request: web.Request, hub: Hub, publisher: Publisher) -> web.Response:
+    """One message per line, published as soon as its line has arrived."""
+    lines = _Lines(hub, publisher, _idempotency_key(request, publisher))
+    try:
+        try:
+            async for group in _line_groups(request, hub.settings.max_payload_bytes * 2 + 65536):
+                for line in group:
+                    lines.parse(line)
+                await lines.publish()
+        except HubError:
+            failed_at = lines.at
+            await lines.publish()  # the good lines before the bad one are published
+            lines.at = failed_at
+            raise
     except HubError as exc:
-        # The lines before the bad one stay published; the answer says how many.
-        exc.detail = f"line {number + reading}: {exc.detail}"
-        exc.extra["published"] = len(results)
+        # The lines before the failed one stay published; the answer says how many.
+        exc.detail = f"line {lines.at}: {exc.detail}"
+        exc.extra["published"] = len(lines.results)
         raise
-    return _json({"results": results})
+    return _json({"results": lines.results})
 
 
 def _json(answer: dict[str, Any]) -> web.Response:

@@ -135,6 +135,17 @@ async def test_ndjson_lines_are_published_as_they_come(hub: HubClient) -> None:
     assert await _history(hub, "nia") == ["t1", "t2", "t3"]
 
 
+async def test_ndjson_lines_read_together_are_published_in_order_in_slices(
+    make_hub: MakeHub,
+) -> None:
+    hub = await make_hub(max_batch_size=7)
+    body = b"".join(b'{"users":["ola"],"data":"n%d"}\n' % n for n in range(30))
+    status, answer = await hub.post(raw=body, content_type="application/x-ndjson")
+    assert status == 200
+    assert [r["ids"]["user:ola"] for r in answer["results"]] == [f"{n}-0" for n in range(1, 31)]
+    assert await _history(hub, "ola") == [f"n{n}" for n in range(30)]
+
+
 async def test_ndjson_is_streamed_line_by_line(hub: HubClient) -> None:
     """Each line reaches subscribers before the request body has ended."""
     import asyncio
