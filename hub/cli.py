@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the hub")
     serve.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    serve.add_argument(
+        "--workers", type=int, help="processes sharing the port (default 1; >1 needs Redis)"
+    )
     serve.add_argument("--config", help="TOML settings file (default: $HUB_CONFIG)")
 
     token = commands.add_parser("token", help="print a signed JWT for development")
@@ -119,7 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from hub.server import serve
 
-            return serve(load_settings(args.config, host=args.host, port=args.port))
+            settings = load_settings(
+                args.config, host=args.host, port=args.port, workers=args.workers
+            )
+            return serve(settings)
         settings = load_settings(args.config)
         if args.command == "token":
             print(_token(args, settings))

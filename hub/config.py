@@ -59,6 +59,8 @@ class Settings:
     demo_page: bool = True
     # Development only: POST /demo/login mints tokens for any user. Never in production.
     demo_tokens: bool = False
+    # Hub processes on one port (SO_REUSEPORT); more than one needs Redis.
+    workers: int = 1
     # uvloop's event loop (faster, leaner per connection); false: asyncio's own.
     uvloop: bool = True
     log_level: str = "INFO"
@@ -86,6 +88,12 @@ class Settings:
                 raise ConfigError(f"{_env(name)}: must be greater than 0")
         if not 0 < self.port < 65536:
             raise ConfigError(f"{_env('port')}: must be a TCP port (1-65535)")
+        if self.workers < 1:
+            raise ConfigError(f"{_env('workers')}: must be at least 1")
+        if self.workers > 1 and not self.redis_url:
+            raise ConfigError(
+                f"{_env('workers')}: several workers share streams through Redis; set HUB_REDIS_URL"
+            )
         if self.max_streams_per_user < 0:
             raise ConfigError(f"{_env('max_streams_per_user')}: must not be negative")
         if not 0 < self.max_query_length <= MAX_REQUEST_LINE:

@@ -16,6 +16,7 @@ from hub.app import create_app
 from hub.auth import mint
 from hub.config import Settings
 from hub.errors import ConfigError
+from hub.workers import Supervisor
 
 log = logging.getLogger("hub")
 
@@ -79,6 +80,17 @@ def serve(settings: Settings) -> int:
         )
     if generated:
         _announce_dev_keys(settings)
+    if settings.workers > 1:
+        log.info("%d workers on port %d", settings.workers, settings.port)
+        return Supervisor(
+            settings.workers,
+            lambda number: _run(settings, reuse_port=True),
+            settings.shutdown_timeout,
+        ).run()
+    return _run(settings, reuse_port=False)
+
+
+def _run(settings: Settings, reuse_port: bool) -> int:
     web.run_app(
         create_app(settings),
         loop=event_loop(settings),
@@ -86,6 +98,7 @@ def serve(settings: Settings) -> int:
         port=settings.port,
         shutdown_timeout=settings.shutdown_timeout,
         handler_cancellation=True,
+        reuse_port=reuse_port or None,
         access_log_class=AccessLogger,
         print=lambda message: log.info("%s", " ".join(str(message).replace("=", "").split())),
     )

@@ -56,6 +56,8 @@ def test_file_then_env_then_overrides(tmp_path: Path) -> None:
         ({"HUB_MAX_PAYLOAD_BYTES": "1.5"}, "HUB_MAX_PAYLOAD_BYTES"),
         ({"HUB_SUBSCRIBER_JWT_ALGORITHM": "none"}, "HUB_SUBSCRIBER_JWT_ALGORITHM"),
         ({"HUB_HISTORY_TTL": "100", "HUB_HISTORY_META_TTL": "10"}, "HUB_HISTORY_META_TTL"),
+        ({"HUB_WORKERS": "0"}, "HUB_WORKERS"),
+        ({"HUB_WORKERS": "2"}, "HUB_WORKERS.*HUB_REDIS_URL"),
     ],
 )
 def test_bad_values_name_the_setting(env: dict[str, str], named: str) -> None:

@@ -1,0 +1,89 @@
+"""`hub serve --workers N`: N hub processes on one port (SO_REUSEPORT), kept running.
+
+Each worker is a whole hub with its own event loop, fan-out and Redis
+connections; the kernel spreads new connections over them. Workers share
+nothing but Redis, which is why several need Redis. The parent only forks,
+restarts a worker that died, and passes SIGTERM/SIGINT on for a clean drain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from types import FrameType
+
+log = logging.getLogger("hub")
+
+# A worker that dies within this many seconds of starting is restarted after a pause.
+_QUICK_DEATH = 5.0
+_MAX_PAUSE = 10.0
+
+
+def _exit_code(status: int) -> int:
+    return os.waitstatus_to_exitcode(status)
+
+
+class Supervisor:
+    def __init__(self, count: int, run_worker: Callable[[int], int], grace: float) -> None:
+        self._count = count
+        self._run_worker = run_worker
+        self._grace = grace
+        self._workers: dict[int, tuple[int, float]] = {}  # pid -> (worker number, started)
+        self._stopping = False
+
+    def _fork(self, number: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker: default signal handling, then a whole hub
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 1
+            try:
+                code = self._run_worker(number)
+            finally:
+                os._exit(code)
+        self._workers[pid] = (number, time.monotonic())
+        log.info("worker %d started (pid %d)", number, pid)
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        self._stopping = True
+        for pid in self._workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        for number in range(self._count):
+            self._fork(number)
+        pauses: dict[int, float] = {}
+        deadline: float | None = None
+        while self._workers:
+            if self._stopping and deadline is None:
+                deadline = time.monotonic() + self._grace + 5
+            if deadline is not None and time.monotonic() > deadline:
+                for pid in self._workers:
+                    os.kill(pid, signal.SIGKILL)  # did not drain in time
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                time.sleep(0.2)
+                continue
+            number, started = self._workers.pop(pid)
+            if self._stopping:
+                continue
+            code = _exit_code(status)
+            pause = 0.0
+            if time.monotonic() - started < _QUICK_DEATH:
+                pause = min(max(pauses.get(number, 0.5) * 2, 1.0), _MAX_PAUSE)
+            pauses[number] = pause
+            log.error("worker %d (pid %d) exited with %d; restarting", number, pid, code)
+            time.sleep(pause)
+            if not self._stopping:
+                self._fork(number)
+        return 0
