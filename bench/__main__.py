@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs, scenarios
+from bench.plot import latency_plot
 from bench.profile import Profiler
 from bench.report import markdown
 
@@ -32,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fanout-streams", type=int, help="fan-out streams (default 1000)")
     parser.add_argument("--users", type=int, help="unicast users (default 2000)")
     parser.add_argument("--publishes", type=int, default=2000, help="publishes per measurement")
+    parser.add_argument("--workers", type=int, default=1, help="hub serve --workers N")
     parser.add_argument(
         "--pin", action="store_true", help="hub and Redis on CPU 0, this load generator on CPU 1"
     )
@@ -42,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run(args: argparse.Namespace) -> dict[str, Any]:
+async def _run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, list[float]]]:
     keys = {"subscriber": secrets.token_hex(32), "publisher": secrets.token_hex(32)}
     server = procs.start(
         embedded=args.embedded,
@@ -52,6 +54,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         },
         server_cpus={0} if args.pin else None,
         max_streams_per_user="0",
+        workers=str(args.workers),
         history_max_len="10000",
     )
     if args.pin:
@@ -82,18 +85,19 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             profiler.stop()
             print(f"profile: {profiler.summary}", file=sys.stderr)
         server.stop()
-    return results
+    return results, ctx.samples
 
 
 def main() -> int:
     args = _parser().parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # many streams; the hub inherits it
-    results = asyncio.run(_run(args))
+    results, samples = asyncio.run(_run(args))
     record = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "broker": "memory" if args.embedded else "redis",
         "pinned": args.pin,
+        "workers": args.workers,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
         "results": results,
@@ -103,6 +107,8 @@ def main() -> int:
     (out / "latest.json").write_text(json.dumps(record, indent=2) + "\n")
     table = markdown(record)
     (out / "latest.md").write_text(table)
+    if latency_plot(samples, out / "latency.png"):
+        print(f"latency plot: {out / 'latency.png'}", file=sys.stderr)
     print(table)
     return 0
 

@@ -29,11 +29,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def family(pid: int) -> list[int]:
+    """A process and its children (the workers of `hub serve --workers N`)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *map(int, children)]
+
+
 def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+    """Resident memory of a process and its children."""
+    total = 0
+    for member in family(pid):
+        for line in Path(f"/proc/{member}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
 
 
 def _pin(pid: int, cpus: set[int] | None) -> None:
@@ -57,7 +66,8 @@ class Started:
         return pids
 
     def cpu(self) -> dict[str, float]:
-        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        """CPU seconds so far of the hub (with its workers) and of Redis."""
+        return {name: sum(map(cpu_seconds, family(pid))) for name, pid in self.pids.items()}
 
     def stop(self) -> None:
         for process in (self.hub, self.redis):
