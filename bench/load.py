@@ -10,53 +10,65 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 
-class Stream:
-    """One SSE stream; calls `on_data(payload, received_at)` for every event's data line."""
+class Stream(asyncio.Protocol):
+    """One SSE stream as a bare protocol (no reader task, no buffering layers): calls
+    `on_data(payload, received_at)` for every event's data line as the bytes arrive."""
 
     def __init__(self, on_data: Callable[[bytes, float], None]) -> None:
         self.on_data = on_data
         self.last_id = b""
         self.events = 0
-        self._task: asyncio.Task[None] | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._buffer = b""
+        self._transport: asyncio.Transport | None = None
+        self._opened: asyncio.Future[None] | None = None
 
     async def open(self, url: str, token: str, query: str = "", last_id: str = "") -> None:
         parts = urlsplit(url)
-        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        loop = asyncio.get_running_loop()
+        self._opened = loop.create_future()
+        # uvloop may call connection_made after this returns: use the transport it gives.
+        self._transport, _ = await loop.create_connection(
+            lambda: self, parts.hostname or "127.0.0.1", parts.port or 80
+        )
         extra = f"Last-Event-ID: {last_id}\r\n" if last_id else ""
-        writer.write(
+        self._transport.write(
             f"GET /events?{query} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
             f"{extra}\r\n".encode()
         )
-        head = await reader.readuntil(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 200"):
-            raise RuntimeError(head.split(b"\r\n", 1)[0].decode())
-        # The opening block (retry:, the cursor): from here on the stream is subscribed.
-        while b"retry:" not in await reader.readuntil(b"\n\n"):
-            pass
-        self._writer = writer
-        self._task = asyncio.create_task(self._read(reader))
+        await self._opened  # the opening block (retry:, the cursor): the stream is subscribed
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        buffer = b""
-        while chunk := await reader.read(65536):
-            now = time.perf_counter()
-            buffer += chunk
-            *frames, buffer = buffer.split(b"\n\n")
-            for frame in frames:
-                # Chunked framing interleaves size lines; only id:/data: lines matter here.
-                for line in frame.split(b"\n"):
-                    if line.startswith(b"data: "):
-                        self.events += 1
-                        self.on_data(line[6:], now)
-                    elif line.startswith(b"id: "):
-                        self.last_id = line[4:].strip()
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        self._buffer += data
+        opened = self._opened
+        if opened is not None and not opened.done():
+            head, found, rest = self._buffer.partition(b"\r\n\r\n")
+            if not found:
+                return
+            if not head.startswith(b"HTTP/1.1 200"):
+                opened.set_exception(RuntimeError(head.split(b"\r\n", 1)[0].decode()))
+                return
+            if b"retry:" not in rest:
+                return
+            self._buffer = rest.split(b"\n\n", 1)[1] if b"\n\n" in rest else b""
+            opened.set_result(None)
+        *frames, self._buffer = self._buffer.split(b"\n\n")
+        for frame in frames:
+            # Chunked framing interleaves size lines; only id:/data: lines matter here.
+            for line in frame.split(b"\n"):
+                if line.startswith(b"data: "):
+                    self.events += 1
+                    self.on_data(line[6:], now)
+                elif line.startswith(b"id: "):
+                    self.last_id = line[4:].strip()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._opened is not None and not self._opened.done():
+            self._opened.set_exception(ConnectionError("closed before the stream opened"))
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        if self._writer is not None:
-            self._writer.close()
+        if self._transport is not None:
+            self._transport.close()
 
 
 class Publisher:
