@@ -26,8 +26,8 @@ STANDARD = {"idle": 5000, "fanout": 1000, "unicast": 2000}
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "--scenarios", default="idle,fanout,unicast,resume",
-        help="comma-separated: idle, fanout, unicast, resume",
+        "--scenarios", default="idle,fanout,unicast,publish,resume",
+        help="comma-separated: idle, fanout, unicast, publish, resume",
     )  # fmt: skip
     parser.add_argument("--embedded", action="store_true", help="the in-memory broker, no Redis")
     parser.add_argument("--streams", type=int, help="idle streams (default 5000)")
@@ -35,6 +35,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--users", type=int, help="unicast users (default 2000)")
     parser.add_argument("--publishes", type=int, default=2000, help="publishes per measurement")
     parser.add_argument("--workers", type=int, default=1, help="hub serve --workers N")
+    parser.add_argument("--redis-url", help="start the hub on this Redis (not a private one)")
+    parser.add_argument(
+        "--url",
+        help="target a running hub instead (keys from HUB_SUBSCRIBER_JWT_KEY and "
+        "HUB_PUBLISHER_JWT_KEY; needs --hub-pid)",
+    )
+    parser.add_argument("--hub-pid", type=int, help="with --url: the hub's pid, for /proc")
+    parser.add_argument("--redis-pid", type=int, help="with --url: Redis's pid, for /proc")
     parser.add_argument(
         "--pin", action="store_true", help="hub and Redis on CPU 0, this load generator on CPU 1"
     )
@@ -45,7 +53,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, list[float]]]:
+def _server(args: argparse.Namespace) -> tuple[procs.Started, dict[str, str]]:
+    if args.url:
+        keys = {
+            kind: os.environ.get(f"HUB_{kind.upper()}_JWT_KEY", "")
+            for kind in ("subscriber", "publisher")
+        }
+        if not all(keys.values()) or args.hub_pid is None:
+            raise SystemExit(
+                "--url needs --hub-pid and the hub's HS256 keys in "
+                "HUB_SUBSCRIBER_JWT_KEY and HUB_PUBLISHER_JWT_KEY"
+            )
+        return procs.running(args.url, args.hub_pid, args.redis_pid), keys
     keys = {"subscriber": secrets.token_hex(32), "publisher": secrets.token_hex(32)}
     server = procs.start(
         embedded=args.embedded,
@@ -54,10 +73,16 @@ async def _run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, list
             "HUB_PUBLISHER_JWT_KEY": keys["publisher"],
         },
         server_cpus={0} if args.pin else None,
+        redis_url=args.redis_url,
         max_streams_per_user="0",
         workers=str(args.workers),
         history_max_len="10000",
     )
+    return server, keys
+
+
+async def _run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    server, keys = _server(args)
     if args.pin:
         os.sched_setaffinity(0, {1})
     ctx = scenarios.Context(server, keys["subscriber"], keys["publisher"])
@@ -65,7 +90,7 @@ async def _run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, list
     profiler = None
     try:
         if args.profile:
-            profiler = Profiler(server.hub.pid, Path(args.out))
+            profiler = Profiler(server.hub_pid, Path(args.out))
         for name in args.scenarios.split(","):
             print(f"{name}:", file=sys.stderr, flush=True)
             if name == "idle":
@@ -76,6 +101,8 @@ async def _run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, list
             elif name == "unicast":
                 users = args.users or STANDARD["unicast"]
                 results[name] = await scenarios.unicast(ctx, users, args.publishes)
+            elif name == "publish":
+                results[name] = await scenarios.publish(ctx, args.publishes)
             elif name == "resume":
                 results[name] = await scenarios.resume(ctx, 100, 20)
             else:
@@ -97,6 +124,7 @@ def main() -> int:
     record = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "broker": "memory" if args.embedded else "redis",
+        "target": args.url or "started by the benchmark",
         "pinned": args.pin,
         "workers": args.workers,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "

@@ -52,17 +52,20 @@ def _pin(pid: int, cpus: set[int] | None) -> None:
 
 @dataclass
 class Started:
-    redis: subprocess.Popen[bytes] | None
-    hub: subprocess.Popen[bytes]
+    """The server under test: its URL, and the pids whose CPU and memory are measured."""
+
     url: str
-    workdir: Path
-    env: dict[str, str] = field(default_factory=dict)
+    hub_pid: int
+    redis_pid: int | None = None
+    # What this run started (and stops); empty when targeting a running hub.
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    workdir: Path | None = None
 
     @property
     def pids(self) -> dict[str, int]:
-        pids = {"hub": self.hub.pid}
-        if self.redis is not None:
-            pids["redis"] = self.redis.pid
+        pids = {"hub": self.hub_pid}
+        if self.redis_pid is not None:
+            pids["redis"] = self.redis_pid
         return pids
 
     def cpu(self) -> dict[str, float]:
@@ -70,23 +73,51 @@ class Started:
         return {name: sum(map(cpu_seconds, family(pid))) for name, pid in self.pids.items()}
 
     def stop(self) -> None:
-        for process in (self.hub, self.redis):
-            if process is not None and process.poll() is None:
+        for process in self.processes:
+            if process.poll() is None:
                 process.terminate()
                 process.wait(timeout=15)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def running(url: str, hub_pid: int, redis_pid: int | None) -> Started:
+    """A hub someone else started (on this machine: its pid is read in /proc)."""
+    _wait_ready(url, None)
+    return Started(url.rstrip("/"), hub_pid, redis_pid)
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes] | None) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            if time.monotonic() > deadline or (process is not None and process.poll() is not None):
+                raise RuntimeError(f"the hub at {url} is not ready") from None
+            time.sleep(0.05)
 
 
 def start(
-    *, embedded: bool, keys: dict[str, str], server_cpus: set[int] | None, **settings: str
+    *,
+    embedded: bool,
+    keys: dict[str, str],
+    server_cpus: set[int] | None,
+    redis_url: str | None = None,
+    **settings: str,
 ) -> Started:
-    """A hub (and its own Redis unless `embedded`), pinned to `server_cpus` when given."""
+    """A hub (on `redis_url`, else its own Redis unless `embedded`), pinned to `server_cpus`."""
     workdir = Path(tempfile.mkdtemp(prefix="hub-bench-"))
     redis = None
     env = {**os.environ, **keys, "HUB_HOST": "127.0.0.1", "HUB_LOG_LEVEL": "WARNING"}
     env.update({f"HUB_{k.upper()}": v for k, v in settings.items()})
     env.pop("HUB_REDIS_URL", None)
-    if not embedded:
+    if redis_url:  # someone's Redis: keys of this run only, never flushed
+        env["HUB_REDIS_URL"] = redis_url
+        env["HUB_KEY_PREFIX"] = f"bench-{os.getpid()}-{time.time_ns()}:"
+    elif not embedded:
         port = free_port()
         redis = subprocess.Popen(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
@@ -102,14 +133,10 @@ def start(
     )
     _pin(hub.pid, server_cpus)
     url = f"http://127.0.0.1:{hub_port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=1) as answer:
-                if answer.status == 200:
-                    break
-        except OSError:
-            if time.monotonic() > deadline or hub.poll() is not None:
-                raise RuntimeError("the hub did not start") from None
-            time.sleep(0.05)
-    return Started(redis, hub, url, workdir, env)
+    started = [hub] if redis is None else [hub, redis]
+    try:
+        _wait_ready(url, hub)
+    except RuntimeError:
+        Started(url, hub.pid, processes=started, workdir=workdir).stop()
+        raise
+    return Started(url, hub.pid, redis.pid if redis else None, started, workdir)

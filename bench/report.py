@@ -28,6 +28,18 @@ ROWS = [
         "{:,}",
     ),
     ("unicast at 500/s: publish→receive p99", "unicast", "p99_ms_at_500_per_s", "{} ms"),
+    (
+        "publish, nobody listening: publishes per (hub + Redis) CPU-second",
+        "publish",
+        "publishes_per_server_cpu_s",
+        "{:,}",
+    ),
+    (
+        "publish, nobody listening, batches of 100: messages per CPU-second",
+        "publish",
+        "batch_messages_per_server_cpu_s",
+        "{:,}",
+    ),
     ("resume, 100 missed events (median)", "resume", "median_ms", "exact, {} ms"),
 ]
 

@@ -78,10 +78,10 @@ async def _until(condition: Callable[[], bool], timeout: float = 60) -> None:
 
 
 async def idle(ctx: Context, streams: int) -> Result:
-    rss_before, cpu_before = rss_kib(ctx.server.hub.pid), ctx.server.cpu()["hub"]
+    rss_before, cpu_before = rss_kib(ctx.server.hub_pid), ctx.server.cpu()["hub"]
     opened = await _open_many(ctx, streams, lambda n: f"idle{n}", "", lambda d, t: None)
     await asyncio.sleep(1)
-    rss_after, cpu_after = rss_kib(ctx.server.hub.pid), ctx.server.cpu()["hub"]
+    rss_after, cpu_after = rss_kib(ctx.server.hub_pid), ctx.server.cpu()["hub"]
     for stream in opened:
         await stream.close()
     return {
@@ -225,6 +225,39 @@ async def unicast(ctx: Context, users: int, publishes: int) -> Result:
         "batch_messages_per_s": round(walls["batch"]),
         "p50_ms_at_500_per_s": round(_percentile(received, 0.5) * 1000, 2),
         "p99_ms_at_500_per_s": round(_percentile(received, 0.99) * 1000, 2),
+    }
+
+
+async def publish(ctx: Context, publishes: int) -> Result:
+    """Publish throughput with nobody listening: what appending to history costs on its own."""
+    senders = [ctx.publisher() for _ in range(CONCURRENCY)]
+
+    async def run(batch: int) -> tuple[float, float]:
+        rounds = max(1, publishes // CONCURRENCY // batch)
+
+        async def send(sender: Publisher) -> None:
+            for n in range(rounds):
+                message = {"topics": [f"quiet{n % 100}"], "data": _payload()}
+                await sender.post(message if batch == 1 else [message] * batch)
+
+        before, started = ctx.server.cpu(), time.perf_counter()
+        await asyncio.gather(*(send(sender) for sender in senders))
+        wall = time.perf_counter() - started
+        after = ctx.server.cpu()
+        cpu = sum(after[k] - before[k] for k in after)
+        count = rounds * batch * CONCURRENCY
+        progress(f"publish, batches of {batch}: {count} messages in {cpu:.2f} server CPU-s")
+        return count / max(cpu, 1 / TICKS), count / wall
+
+    single_cpu, single_wall = await run(1)
+    batch_cpu, batch_wall = await run(100)
+    for sender in senders:
+        await sender.close()
+    return {
+        "publishes_per_server_cpu_s": round(single_cpu),
+        "publishes_per_s": round(single_wall),
+        "batch_messages_per_server_cpu_s": round(batch_cpu),
+        "batch_messages_per_s": round(batch_wall),
     }
 
 
