@@ -150,10 +150,10 @@ async def unicast(ctx: Context, users: int, publishes: int) -> Result:
 
     async def measured(label: str, count: int, send: Callable[[], Awaitable[None]]) -> float:
         before = ctx.server.cpu()
+        expected = sum(s.events for s in opened) + count  # every message reaches one stream
         started = time.perf_counter()
         await send()
-        total = sum(s.events for s in opened)
-        await _until(lambda: sum(s.events for s in opened) >= total)
+        await _until(lambda: sum(s.events for s in opened) >= expected)
         walls[label] = count / (time.perf_counter() - started)
         after = ctx.server.cpu()
         split = {k: round(after[k] - before[k], 2) for k in after}
@@ -233,7 +233,8 @@ async def publish(ctx: Context, publishes: int) -> Result:
     senders = [ctx.publisher() for _ in range(CONCURRENCY)]
 
     async def run(batch: int) -> tuple[float, float]:
-        rounds = max(1, publishes // CONCURRENCY // batch)
+        total = publishes if batch == 1 else publishes * 4  # as in unicast
+        rounds = max(1, total // CONCURRENCY // batch)
 
         async def send(sender: Publisher) -> None:
             for n in range(rounds):

@@ -44,9 +44,9 @@ _LONG_DIGITS = re.compile(rb"[0-9]{19}")
 def loads(raw: bytes) -> Any:
     """Strict JSON: NaN and Infinity are refused, as RFC 8259 says.
 
-    orjson is the fast path; what it refuses (integers beyond 64 bits, lone
-    surrogates, numbers out of range, errors) goes through the standard library, which reads
-    big integers exactly and words its errors for people.
+    orjson is the fast path. What it refuses (lone surrogates, numbers out of
+    range, errors) and integers beyond 64 bits go through the standard library,
+    which reads big integers exactly and words its errors for people.
     """
     if _LONG_DIGITS.search(raw) is None:
         try:

@@ -189,16 +189,16 @@ async def _publish_lines(request: web.Request, hub: Hub, publisher: Publisher) -
     """One message per line, published as soon as its line has arrived."""
     lines = _Lines(hub, publisher, _idempotency_key(request, publisher))
     try:
-        try:
-            async for group in _line_groups(request, hub.settings.max_payload_bytes * 2 + 65536):
+        async for group in _line_groups(request, hub.settings.max_payload_bytes * 2 + 65536):
+            try:
                 for line in group:
                     lines.parse(line)
-                await lines.publish()
-        except HubError:
-            failed_at = lines.at
-            await lines.publish()  # the good lines before the bad one are published
-            lines.at = failed_at
-            raise
+            except HubError:
+                failed_at = lines.at
+                await lines.publish()  # the good lines before the bad one are published
+                lines.at = failed_at
+                raise
+            await lines.publish()
     except HubError as exc:
         # The lines before the failed one stay published; the answer says how many.
         exc.detail = f"line {lines.at}: {exc.detail}"

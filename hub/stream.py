@@ -82,12 +82,13 @@ async def _stream(
     response.content_type = "text/event-stream"
     response.charset = "utf-8"
     await response.prepare(request)
+    loop = asyncio.get_running_loop()
     transport = request.transport
     sub.abort = transport.abort if transport is not None else None
     if transport is not None:
-        sub.attach(_direct_writer(transport, response.chunked), asyncio.get_running_loop().time)
-    if subscriber.expires_at is not None:
-        sub.deadline = sub.last_write + (subscriber.expires_at - time.time())
+        sub.attach(_direct_writer(transport, response.chunked), loop.time)
+    if subscriber.expires_at is not None:  # on the loop's clock, which the fan-out ticks by
+        sub.deadline = loop.time() + (subscriber.expires_at - time.time())
     subscribed = hub.fanout.add(sub)
     hub.metrics.open_streams.inc()
     opened = time.monotonic()

@@ -132,7 +132,7 @@ class Subscription:
         self._direct: DirectWriter | None = None
         self._clock: Callable[[], float] = _never
         self.last_write = 0.0
-        # When the stream must end (its token expires), on the clock of `attach`.
+        # When the stream must end (its token expires), on the event loop's clock.
         self.deadline: float | None = None
         self.needs_sync = True
         self.closed: str | None = None

@@ -23,10 +23,6 @@ _QUICK_DEATH = 5.0
 _MAX_PAUSE = 10.0
 
 
-def _exit_code(status: int) -> int:
-    return os.waitstatus_to_exitcode(status)
-
-
 class Supervisor:
     def __init__(self, count: int, run_worker: Callable[[int], int], grace: float) -> None:
         self._count = count
@@ -77,7 +73,7 @@ class Supervisor:
             number, started = self._workers.pop(pid)
             if self._stopping:
                 continue
-            code = _exit_code(status)
+            code = os.waitstatus_to_exitcode(status)
             pause = 0.0
             if time.monotonic() - started < _QUICK_DEATH:
                 pause = min(max(pauses.get(number, 0.5) * 2, 1.0), _MAX_PAUSE)
