@@ -48,13 +48,19 @@ def test_bad_tokens_are_401(token: str) -> None:
         verifier.subscriber(token)
 
 
-def test_es256_with_a_public_key() -> None:
+def _es256_keys() -> tuple[ec.EllipticCurvePrivateKey, str]:
+    """A private key and its public key as PEM."""
     private = ec.generate_private_key(ec.SECP256R1())
-    public_pem = (
+    pem = (
         private.public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode()
     )
+    return private, pem
+
+
+def test_es256_with_a_public_key() -> None:
+    private, public_pem = _es256_keys()
     es = TokenVerifier(public_pem, "ES256", "subscriber")
     token = jwt.encode({"sub": "alice"}, private, algorithm="ES256")
     assert es.subscriber(token).user == "alice"
@@ -81,12 +87,7 @@ def test_publisher_grants() -> None:
 
 
 def test_public_key_from_an_environment_variable_with_escaped_newlines() -> None:
-    private = ec.generate_private_key(ec.SECP256R1())
-    pem = (
-        private.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
+    private, pem = _es256_keys()
     escaped = TokenVerifier(pem.replace("\n", "\\n"), "ES256", "subscriber")
     assert escaped.subscriber(jwt.encode({"sub": "e"}, private, algorithm="ES256")).user == "e"
     with pytest.raises(ConfigError, match="HUB_SUBSCRIBER_JWT_KEY"):
