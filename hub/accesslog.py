@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 from aiohttp.abc import AbstractAccessLogger
@@ -14,13 +15,14 @@ def redact(path: str) -> str:
     return _TOKEN.sub("***", path)
 
 
+def log_access(
+    logger: logging.Logger, remote: str | None, method: str, path_qs: str, status: int, secs: float
+) -> None:
+    logger.info('%s "%s %s" %d %.3fs', remote, method, redact(path_qs), status, secs)
+
+
 class AccessLogger(AbstractAccessLogger):
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        self.logger.info(
-            '%s "%s %s" %d %.3fs',
-            request.remote,
-            request.method,
-            redact(request.path_qs),
-            response.status,
-            time,
+        log_access(
+            self.logger, request.remote, request.method, request.path_qs, response.status, time
         )

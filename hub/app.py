@@ -8,7 +8,7 @@ import logging
 
 from aiohttp import web
 
-from hub import demo, health, openapi, publish, stream
+from hub import demo, events, health, openapi, publish
 from hub.auth import TokenVerifier
 from hub.broker import Broker, create_broker
 from hub.config import MAX_REQUEST_LINE, Settings
@@ -34,6 +34,7 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
             settings.publisher_jwt_key, settings.publisher_jwt_algorithm, "publisher"
         ),
         metrics=Metrics(),
+        cors=Cors(settings.cors_origins),
     )
     broker.on_reconnect = hub.metrics.broker_reconnects.inc
     app = web.Application(
@@ -43,9 +44,9 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
         handler_args={"max_line_size": MAX_REQUEST_LINE},
     )
     app[HUB] = hub
-    app.router.add_get("/events", stream.events)
+    app.router.add_get("/events", events.events)
     app.router.add_post("/publish", publish.publish)
-    cors = Cors(settings.cors_origins)
+    cors = hub.cors
     app.on_response_prepare.append(cors.on_prepare)
     for path in ("/events", "/publish"):
         app.router.add_route("OPTIONS", path, cors.preflight)

@@ -16,7 +16,7 @@ class Cors:
         self._any = "*" in origins
         self._origins = frozenset(o.rstrip("/") for o in origins if o != "*")
 
-    def _headers(self, origin: str | None) -> dict[str, str]:
+    def headers_for(self, origin: str | None) -> dict[str, str]:
         if origin is None:
             return {}
         if origin in self._origins:
@@ -31,10 +31,10 @@ class Cors:
 
     async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
         """Adds the headers to every response, streams included, before they are sent."""
-        response.headers.update(self._headers(request.headers.get("Origin")))
+        response.headers.update(self.headers_for(request.headers.get("Origin")))
 
     async def preflight(self, request: web.Request) -> web.Response:
-        headers = self._headers(request.headers.get("Origin"))
+        headers = self.headers_for(request.headers.get("Origin"))
         if not headers:
             raise Forbidden("this origin is not allowed (cors_origins)")
         headers["Access-Control-Allow-Methods"] = ALLOW_METHODS

@@ -8,6 +8,7 @@ stream cannot stall the others. One timer serves every stream's heartbeat.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from hub.broker import Broker, Entry
 from hub.subscription import Subscription
@@ -20,13 +21,15 @@ class FanOut:
         self.streams: set[Subscription] = set()
         self._slots: dict[str, int] = {}
 
-    def add(self, sub: Subscription) -> asyncio.Future[list[None]]:
+    def add(self, sub: Subscription) -> asyncio.Future[Any]:
         """Register `sub` for live entries; the future completes once the broker is subscribed."""
         self.streams.add(sub)
         confirmations = []
         for channel in sub.channels:
             self._by_channel.setdefault(channel, set()).add(sub)
             confirmations.append(self._broker.subscribe(channel))
+        if len(confirmations) == 1:
+            return confirmations[0]  # most streams: no gathering future needed
         return asyncio.gather(*confirmations)
 
     def reserve(self, user_channel: str, limit: int) -> bool:

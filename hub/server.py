@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import secrets
+import signal
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +17,7 @@ from hub.app import create_app
 from hub.auth import mint
 from hub.config import Settings
 from hub.errors import ConfigError
+from hub.front import HubRunner
 from hub.workers import Supervisor
 
 log = logging.getLogger("hub")
@@ -91,16 +93,31 @@ def serve(settings: Settings) -> int:
 
 
 def _run(settings: Settings, reuse_port: bool) -> int:
-    web.run_app(
-        create_app(settings),
-        loop=event_loop(settings),
-        host=settings.host,
-        port=settings.port,
-        shutdown_timeout=settings.shutdown_timeout,
-        handler_cancellation=True,
-        reuse_port=reuse_port or None,
-        access_log_class=AccessLogger,
-        print=lambda message: log.info("%s", " ".join(str(message).replace("=", "").split())),
-    )
+    with asyncio.Runner(loop_factory=lambda: event_loop(settings)) as runner:
+        runner.run(_serve(settings, reuse_port))
     log.info("stopped")
     return 0
+
+
+async def _serve(settings: Settings, reuse_port: bool) -> None:
+    """Serves until SIGTERM or SIGINT, then drains: streams end cleanly, requests finish."""
+    runner = HubRunner(
+        create_app(settings),
+        handle_signals=False,
+        shutdown_timeout=settings.shutdown_timeout,
+        handler_cancellation=True,
+        access_log_class=AccessLogger,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
+        await site.start()
+        log.info("listening on http://%s:%d", settings.host, settings.port)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await runner.cleanup()

@@ -1,4 +1,4 @@
-"""What the request handlers share: settings, broker, fan-out and token verifiers."""
+"""What the request handlers share: settings, broker, fan-out, token verifiers and CORS."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from aiohttp import web
 from hub.auth import TokenVerifier
 from hub.broker import Broker
 from hub.config import Settings
+from hub.cors import Cors
 from hub.fanout import FanOut
 from hub.metrics import Metrics
 
@@ -21,6 +22,7 @@ class Hub:
     subscriber_tokens: TokenVerifier
     publisher_tokens: TokenVerifier
     metrics: Metrics
+    cors: Cors
     draining: bool = False
 
 

@@ -1,161 +1,140 @@
-"""`GET /events`: authenticate, subscribe, backfill from the client's cursor, then stream live."""
+"""An open event stream: subscribe, take its positions, backfill, then stream live.
+
+The bytes go through a `Sink`: aiohttp's streaming response, or the lean
+front's own connection (`hub.front`); the stream's logic is the same for both.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-
-from aiohttp import web
-from aiohttp_sse import EventSourceResponse
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hub import sse
-from hub.auth import Subscriber
-from hub.channels import allowed, topic_channel, user_channel, valid_name
-from hub.errors import BadRequest, BrokerUnavailable, Forbidden, HubError, TooManyStreams
-from hub.state import HUB, Hub
-from hub.subscription import WRITE_BUDGET, DirectWriter, Subscription
-from hub.tokens import subscriber_token
+from hub.config import Settings
+from hub.errors import BrokerUnavailable, HubError
+from hub.state import Hub
+from hub.subscription import Subscription
+
+if TYPE_CHECKING:
+    from hub.events import Opening
 
 log = logging.getLogger(__name__)
 
 _MAX_RETRY_DELAY = 2.0
 _MIN_SEND_TIMEOUT = 30.0
+# How long an opening stream waits for its live subscription before answering anyway.
+_SUBSCRIBE_WAIT = 1.0
 
 
-class _ClientGone(Exception):
+class ClientGone(Exception):
     """The client stopped reading or went away."""
 
 
-class _Response(EventSourceResponse):
-    async def _ping(self) -> None:
-        """No ping task per stream: the stream loop sends heartbeats when it has been idle."""
+class Sink(Protocol):
+    """Where a stream's bytes go. `write` raises ClientGone when the client is gone or
+    takes nothing for the send timeout; `direct` writes now or refuses (False)."""
+
+    async def start(self) -> None: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    def direct(self, data: bytes) -> bool: ...
+
+    def abort(self) -> None: ...
+
+    async def finish(self) -> None: ...
 
 
-def _channels(request: web.Request, hub: Hub, subscriber: Subscriber) -> tuple[str, ...]:
-    topics = list(dict.fromkeys(request.query.getall("topic", [])))
-    if len(topics) > hub.settings.max_topics_per_stream:
-        raise BadRequest(f"too many topics ({len(topics)} > {hub.settings.max_topics_per_stream})")
-    for topic in topics:
-        if not valid_name(topic):
-            raise BadRequest(f"topic {topic!r} does not match [A-Za-z0-9_.@:-]{{1,128}}")
-        if not allowed(topic, subscriber.topic_grants):
-            raise Forbidden(f"the token does not allow topic {topic!r}")
-    return (user_channel(subscriber.user), *(topic_channel(t) for t in topics))
+def send_timeout(settings: Settings) -> float:
+    """A client that takes nothing for this long is gone (TCP_USER_TIMEOUT is set to it too)."""
+    return max(_MIN_SEND_TIMEOUT, settings.heartbeat_interval * 2)
 
 
-async def events(request: web.Request) -> web.StreamResponse:
-    hub = request.app[HUB]
-    settings = hub.settings
-    if hub.draining:
-        raise BrokerUnavailable("the hub is shutting down")
-    if len(request.query_string) > settings.max_query_length:
-        raise BadRequest(f"the query string is over {settings.max_query_length} characters")
-    subscriber = hub.subscriber_tokens.subscriber(subscriber_token(request, settings))
-    channels = _channels(request, hub, subscriber)
-    # The slot is taken before the first await, so concurrent opens cannot pass the limit.
-    if not hub.fanout.reserve(channels[0], settings.max_streams_per_user):
-        raise TooManyStreams(
-            f"user {subscriber.user!r} already has {settings.max_streams_per_user} open streams"
-        )
+async def timed_write(write: Awaitable[None], timeout: float, abort: Callable[[], None]) -> None:
     try:
-        return await _stream(request, hub, subscriber, channels)
-    finally:
-        hub.fanout.release(channels[0])
+        async with asyncio.timeout(timeout):
+            await write
+    except TimeoutError:
+        abort()
+        raise ClientGone from None
 
 
-async def _stream(
-    request: web.Request, hub: Hub, subscriber: Subscriber, channels: tuple[str, ...]
-) -> web.StreamResponse:
+async def open_stream(hub: Hub, opening: Opening, sink: Sink) -> None:
+    """Runs one admitted stream until it ends; errors after the headers only end it."""
     settings = hub.settings
+    channels = opening.channels
     sub = Subscription(
         channels, settings.stream_queue_size, hub.metrics, settings.stream_queue_bytes
     )
-    # The header wins: EventSource reconnects with its original URL *and* the newer header.
-    sub.start_from(request.headers.get("Last-Event-ID") or request.query.get("lastEventId"))
-    await sub.take_positions(hub.broker)
-
-    # A client that takes nothing for this long is gone (TCP_USER_TIMEOUT is set to it too).
-    send_timeout = max(_MIN_SEND_TIMEOUT, settings.heartbeat_interval * 2)
-    response = _Response(send_timeout=send_timeout, sep="\n")
-    response.content_type = "text/event-stream"
-    response.charset = "utf-8"
-    await response.prepare(request)
-    loop = asyncio.get_running_loop()
-    transport = request.transport
-    sub.abort = transport.abort if transport is not None else None
-    if transport is not None:
-        sub.attach(_direct_writer(transport, response.chunked), loop.time)
-    if subscriber.expires_at is not None:  # on the loop's clock, which the fan-out ticks by
-        sub.deadline = loop.time() + (subscriber.expires_at - time.time())
+    sub.start_from(opening.last_event_id)
+    # Subscribed first: live entries are held by the subscription until it is settled.
     subscribed = hub.fanout.add(sub)
+    try:
+        await _settle(hub, sub, subscribed)
+        await sink.start()
+    except BaseException:
+        hub.fanout.remove(sub)
+        raise
+    loop = asyncio.get_running_loop()
+    sub.abort = sink.abort
+    sub.attach(sink.direct, loop.time)
+    user = opening.subscriber.user
+    if opening.subscriber.expires_at is not None:  # on the loop's clock, which the fan-out ticks
+        sub.deadline = loop.time() + (opening.subscriber.expires_at - time.time())
     hub.metrics.open_streams.inc()
     opened = time.monotonic()
-    log.info("stream opened", extra={"user": subscriber.user, "channels": list(channels)})
+    log.info("stream opened", extra={"user": user, "channels": list(channels)})
     if hub.draining:
         sub.close("shutdown")  # the drain began while this stream was being set up
     try:
-        await _write(response, sse.opening(settings.retry_ms, sub.initial_id()), send_timeout)
-        await _run(hub, sub, response, subscribed, send_timeout)
+        await sink.write(sse.opening(settings.retry_ms, sub.initial_id()))
+        await _run(hub, sub, sink, subscribed)
         while sub.has_output:  # ended by a drain or an expired token: accepted frames still go
-            await _write(response, sub.take(), send_timeout)
-    except _ClientGone:
+            await sink.write(sub.take())
+    except ClientGone:
         pass
     except Exception:
         # The headers are sent: no error answer is possible any more. End the stream;
         # the client reconnects and resumes from its last id.
-        log.exception("stream failed", extra={"user": subscriber.user})
+        log.exception("stream failed", extra={"user": user})
     finally:
         hub.fanout.remove(sub)
         hub.metrics.open_streams.dec()
         log.info(
             "stream closed",
             extra={
-                "user": subscriber.user,
+                "user": user,
                 "duration_s": round(time.monotonic() - opened, 3),
                 "events": sub.sent,
                 "reason": sub.closed or "client",
             },
         )
-    with contextlib.suppress(ConnectionError, RuntimeError):
-        await response.write_eof()
-    return response
+    await sink.finish()
 
 
-def _direct_writer(transport: asyncio.Transport, chunked: bool) -> DirectWriter:
-    """Writes one frame to the socket now, as aiohttp's writer would frame it; refuses
-    (False) once the socket holds WRITE_BUDGET unsent bytes, so memory stays bounded."""
+async def _settle(hub: Hub, sub: Subscription, subscribed: asyncio.Future[Any]) -> None:
+    """Fix "from now" before the response starts, so that open means subscribed.
 
-    def write(data: bytes) -> bool:
-        if transport.is_closing() or transport.get_write_buffer_size() >= WRITE_BUDGET:
-            return False
-        transport.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
-        return True
-
-    return write
-
-
-async def _write(response: web.StreamResponse, data: bytes, timeout: float) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            await response.write(data)
-    except TimeoutError:
-        transport = response._req.transport if response._req is not None else None
-        if transport is not None:
-            transport.abort()
-        raise _ClientGone from None
-    except (ConnectionError, RuntimeError):
-        raise _ClientGone from None
+    Positions taken once the live channels are subscribed need no backfill:
+    whatever is published after them arrives live. Without a subscription in
+    time (the broker is down or slow), the first backfill catches up instead.
+    """
+    settle = sub.from_now
+    if settle and not subscribed.done():
+        try:
+            async with asyncio.timeout(_SUBSCRIBE_WAIT):
+                await asyncio.shield(subscribed)
+        except TimeoutError:
+            settle = False
+    await sub.take_positions(hub.broker)  # reads only the positions the client did not give
+    if settle:
+        sub.settle()
 
 
-async def _run(
-    hub: Hub,
-    sub: Subscription,
-    response: web.StreamResponse,
-    subscribed: asyncio.Future[list[None]],
-    send_timeout: float,
-) -> None:
+async def _run(hub: Hub, sub: Subscription, sink: Sink, subscribed: asyncio.Future[Any]) -> None:
     """The stream's task: backfills, queued frames and heartbeats the fan-out could not write.
 
     While nothing is queued the task is parked without a timer; the fan-out's tick
@@ -168,7 +147,7 @@ async def _run(
     failures = 0
 
     async def send(data: bytes) -> None:
-        await _write(response, data, send_timeout)
+        await sink.write(data)
         sub.last_write = loop.time()
 
     while sub.closed is None:

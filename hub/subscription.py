@@ -162,6 +162,11 @@ class Subscription:
             if tag in known:
                 self._set(i, known[tag])
 
+    @property
+    def from_now(self) -> bool:
+        """No position came from the client: the stream starts with what is published next."""
+        return not (self._unknown or self._earliest) and all(p is None for p in self._positions)
+
     async def take_positions(self, broker: Broker) -> None:
         """Fix "from now" before the response starts, so that open means subscribed.
 
@@ -175,6 +180,14 @@ class Subscription:
                     self._set(i, Position(page.epoch, page.top))
         except BrokerUnavailable:
             self._unknown.update(i for i, p in enumerate(self._positions) if p is None)
+
+    def settle(self) -> None:
+        """The positions were taken after the live channels were subscribed: whatever was
+        published since arrives live, so no backfill is due. Held entries are replayed."""
+        if self._unknown or None in self._positions:
+            return  # the broker could not tell: the first backfill says `unknown_cursor`
+        self.needs_sync = False
+        self._replay()
 
     def initial_id(self) -> str | None:
         """The cursor to hand the client before any event (so a reconnect right after

@@ -6,9 +6,10 @@ from aiohttp import web
 
 from hub.config import Settings
 from hub.errors import Unauthorized
+from hub.requestview import RequestView
 
 
-def bearer(request: web.Request) -> str | None:
+def bearer(request: RequestView) -> str | None:
     """The bearer token; None without one (another scheme, e.g. a proxy's Basic, is not ours)."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -16,7 +17,7 @@ def bearer(request: web.Request) -> str | None:
     return token.strip()
 
 
-def subscriber_token(request: web.Request, settings: Settings) -> str:
+def subscriber_token(request: RequestView, settings: Settings) -> str:
     token = bearer(request) or request.cookies.get(settings.cookie_name)
     if not token and settings.allow_query_token:
         token = request.query.get("token")

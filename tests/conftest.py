@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient
 
 from hub.app import create_app
 from hub.auth import mint
 from hub.config import Settings
+from hub.front import HubRunner
 from tests.hub_process import HubProcess
 from tests.redis_server import RedisServer
 from tests.sse_client import SSEStream
@@ -153,11 +155,18 @@ class HubClient:
 MakeHub = Callable[..., Awaitable[HubClient]]
 
 
+class FrontTestServer(TestServer):
+    """A test server as `hub serve` runs: the lean front before aiohttp."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        return HubRunner(self.app, **kwargs)
+
+
 @pytest.fixture
 async def make_hub(aiohttp_client: AiohttpClient, make_settings: MakeSettings) -> MakeHub:
     async def make(**overrides: Any) -> HubClient:
         settings = make_settings(**overrides)
-        client = await aiohttp_client(create_app(settings))
+        client: TestClient[Any, Any] = await aiohttp_client(FrontTestServer(create_app(settings)))
         return HubClient(client, settings)
 
     return make
