@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from importlib.resources import files
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import (
     ClusterDownError,
     OutOfMemoryError,
@@ -26,6 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hub.broker.base import Broker, Entry, HistoryPage, Idempotency, LiveSink
+from hub.broker.commands import Commands, Script
 from hub.broker.keys import Keys
 from hub.broker.live import LiveConnection
 from hub.config import Settings
@@ -48,12 +48,9 @@ class RedisBroker(Broker):
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self.keys = Keys(settings.key_prefix)
-        self._pool = BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=64, timeout=5, socket_timeout=5
-        )
-        self._redis = Redis(connection_pool=self._pool)
-        self._publish = self._redis.register_script(_script("publish.lua"))
-        self._history = self._redis.register_script(_script("history.lua"))
+        self._commands = Commands(settings.redis_url, timeout=5)
+        self._publish = Script(_script("publish.lua"))
+        self._history = Script(_script("history.lua"))
         self._live: LiveConnection | None = None
         self.reconnects = 0
 
@@ -71,8 +68,7 @@ class RedisBroker(Broker):
     async def close(self) -> None:
         if self._live is not None:
             await self._live.close()
-        await self._redis.aclose()
-        await self._pool.disconnect()
+        await self._commands.close()
 
     async def publish(
         self, messages: Sequence[Message], idempotency: Idempotency | None = None
@@ -123,9 +119,9 @@ class RedisBroker(Broker):
             entries.append(Entry.create(offset, values[b"e"].decode(), values[b"d"].decode()))
         return HistoryPage(int(epoch), int(top), entries)
 
-    async def _call(self, script: Any, keys: list[str], args: list[str | int]) -> list[Any]:
+    async def _call(self, script: Script, keys: list[str], args: list[str | int]) -> list[Any]:
         try:
-            reply = await script(keys=keys, args=args)
+            reply = await self._commands.run(script, keys, args)
         except _UNREACHABLE as exc:
             log.warning("Redis is unreachable: %s", exc)
             raise BrokerUnavailable("the broker is unreachable; retry later") from exc
@@ -153,6 +149,6 @@ class RedisBroker(Broker):
             return False
         try:
             async with asyncio.timeout(2):
-                return bool(await self._redis.ping())
+                return bool(await self._commands.call("PING") == b"PONG")
         except (*_UNREACHABLE, RedisError, TimeoutError):
             return False

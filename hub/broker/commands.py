@@ -1,0 +1,201 @@
+"""One Redis connection for the hub's commands, pipelined.
+
+Every call is written at once (calls made in the same turn of the event loop
+go out in one write) and replies are matched to calls in order: no pool, no
+lock and no timer per call. One watchdog per connection drops the connection
+when the oldest call has had no answer for the timeout, failing every call
+in flight (after a lost reply, later replies could no longer be matched).
+A lost connection fails its calls; the next call connects again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import hiredis
+from redis.exceptions import ResponseError
+
+Arg = str | bytes | int
+
+
+class Script:
+    """A Lua script, run by its SHA1 (EVALSHA) and sent in full only when Redis lacks it."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+
+def encode(args: Sequence[Arg]) -> bytes:
+    """A command in RESP: an array of bulk strings."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        raw = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts.append(b"$%d\r\n%b\r\n" % (len(raw), raw))
+    return b"".join(parts)
+
+
+def parse_url(url: str) -> dict[str, Any]:
+    """host/port or path, username, password and db of a redis://, rediss:// or unix:// URL."""
+    parts = urlsplit(url)
+    options: dict[str, Any] = {}
+    if parts.scheme == "unix":
+        options["path"] = unquote(parts.path)
+    else:
+        options["host"] = parts.hostname or "localhost"
+        options["port"] = parts.port or 6379
+        if parts.path.strip("/"):
+            options["db"] = int(parts.path.strip("/"))
+    if "db" in (query := parse_qs(parts.query)):
+        options["db"] = int(query["db"][0])
+    if parts.username:
+        options["username"] = unquote(parts.username)
+    if parts.password:
+        options["password"] = unquote(parts.password)
+    return options
+
+
+class _Link(asyncio.Protocol):
+    """One TCP (or Unix socket) connection: writes commands, matches replies in order."""
+
+    def __init__(self, timeout: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._timeout = timeout
+        self._reader = hiredis.Reader(replyError=ResponseError)
+        self._waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
+        self._out: list[bytes] = []
+        self._transport: asyncio.Transport | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._timed_out = False
+        self.lost = False
+
+    def send(self, command: bytes) -> asyncio.Future[Any]:
+        if self.lost:
+            raise ConnectionError("the connection to Redis was lost")
+        future = self._loop.create_future()
+        self._waiting.append((future, self._loop.time() + self._timeout))
+        if not self._out:
+            self._loop.call_soon(self._flush)
+        self._out.append(command)
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_later(self._timeout, self._watch)
+        return future
+
+    def _flush(self) -> None:
+        if self._transport is not None and not self.lost:
+            self._transport.write(b"".join(self._out))
+        self._out.clear()
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        if not self._waiting:
+            return
+        deadline = self._waiting[0][1]
+        if deadline <= self._loop.time():
+            self._timed_out = True
+            self.close()
+        else:
+            self._watchdog = self._loop.call_at(deadline, self._watch)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        try:
+            while (reply := self._reader.gets()) is not False:
+                future, _ = self._waiting.popleft()
+                if future.done():
+                    continue
+                if isinstance(reply, ResponseError):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+        except (hiredis.ProtocolError, IndexError):  # not Redis speaking, or a reply too many
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        failure: type[OSError] = TimeoutError if self._timed_out else ConnectionError
+        while self._waiting:
+            future, _ = self._waiting.popleft()
+            if not future.done():
+                future.set_exception(failure("no answer from Redis (connection lost)"))
+
+    def close(self) -> None:
+        self.lost = True
+        if self._transport is not None:
+            self._transport.abort()  # connection_lost fails what is in flight
+
+
+class Commands:
+    """The hub's command connection to the Redis at `url` (redis://, rediss:// or unix://)."""
+
+    def __init__(self, url: str, timeout: float = 5.0) -> None:
+        self._options = parse_url(url)
+        self._tls = url.startswith("rediss://")
+        self._timeout = timeout
+        self._link: _Link | None = None
+        self._connecting: asyncio.Task[_Link] | None = None
+
+    async def call(self, *args: Arg) -> Any:
+        link = self._link
+        if link is None or link.lost:
+            link = await self._connect()
+        return await link.send(encode(args))
+
+    async def run(self, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        try:
+            return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except ResponseError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        return await self.call("EVAL", script.source, len(keys), *keys, *args)
+
+    async def _connect(self) -> _Link:
+        # Concurrent calls share one attempt; a failed attempt is not reused.
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.get_running_loop().create_task(self._open())
+        return await asyncio.shield(self._connecting)
+
+    async def _open(self) -> _Link:
+        loop = asyncio.get_running_loop()
+        options = self._options
+        link = _Link(self._timeout)
+        async with asyncio.timeout(self._timeout):
+            if "path" in options:
+                await loop.create_unix_connection(lambda: link, options["path"])
+            else:
+                await loop.create_connection(
+                    lambda: link,
+                    options["host"],
+                    options["port"],
+                    ssl=ssl.create_default_context() if self._tls else None,
+                )
+            try:
+                if options.get("password"):
+                    user = [options["username"]] if options.get("username") else []
+                    await link.send(encode(["AUTH", *user, options["password"]]))
+                if options.get("db"):
+                    await link.send(encode(["SELECT", options["db"]]))
+            except BaseException:
+                link.close()
+                raise
+        self._link = link
+        return link
+
+    async def close(self) -> None:
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+        if self._link is not None:
+            self._link.close()
+            self._link = None

@@ -1,0 +1,109 @@
+"""The pipelined command connection, against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from hub.broker.commands import Commands, Script, parse_url
+from tests.redis_server import RedisServer
+
+ECHO = Script("return {KEYS[1], ARGV[1]}")
+
+
+async def test_concurrent_calls_each_get_their_own_reply(redis_server: RedisServer) -> None:
+    commands = Commands(redis_server.url)
+    try:
+        replies = await asyncio.gather(
+            *(commands.run(ECHO, [f"k{n}"], [n]) for n in range(500)),
+            *(commands.call("ECHO", f"e{n}") for n in range(500)),
+        )
+        assert replies[:500] == [[f"k{n}".encode(), str(n).encode()] for n in range(500)]
+        assert replies[500:] == [f"e{n}".encode() for n in range(500)]
+    finally:
+        await commands.close()
+
+
+async def test_a_script_redis_does_not_know_is_sent_in_full(own_redis: RedisServer) -> None:
+    commands = Commands(own_redis.url)
+    try:
+        assert await commands.run(ECHO, ["a"], ["1"]) == [b"a", b"1"]
+        await commands.call("SCRIPT", "FLUSH")
+        assert await commands.run(ECHO, ["b"], ["2"]) == [b"b", b"2"]
+        with pytest.raises(ResponseError, match=r"^ERR"):
+            await commands.call("LPUSH")  # a refusal is the call's error, the link lives on
+        assert await commands.call("PING") == b"PONG"
+    finally:
+        await commands.close()
+
+
+async def test_a_killed_connection_fails_its_calls_and_the_next_call_reconnects(
+    own_redis: RedisServer,
+) -> None:
+    commands = Commands(own_redis.url)
+    try:
+        client_id = await commands.call("CLIENT", "ID")
+        blocked = asyncio.ensure_future(commands.call("BLPOP", "never", 0))
+        async with Redis.from_url(own_redis.url) as admin:
+            for _ in range(100):
+                clients = await admin.client_list()
+                if any(c["id"] == str(client_id) and c["cmd"] == "blpop" for c in clients):
+                    break
+                await asyncio.sleep(0.05)
+            assert await admin.client_kill_filter(_id=client_id) == 1
+        with pytest.raises(ConnectionError):
+            await blocked
+        assert await commands.call("PING") == b"PONG"
+    finally:
+        await commands.close()
+
+
+async def test_a_call_without_an_answer_times_out_and_drops_the_connection() -> None:
+    # A server that takes every command and never answers.
+    server = await asyncio.get_running_loop().create_server(asyncio.Protocol, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    commands = Commands(f"redis://127.0.0.1:{port}", timeout=0.3)
+    try:
+        with pytest.raises(TimeoutError):
+            await commands.call("PING")
+    finally:
+        await commands.close()
+        server.close()
+
+
+async def test_password_and_database_from_the_url(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "auth")
+    server.start()
+    try:
+        async with Redis(port=server.port) as admin:
+            await admin.config_set("requirepass", "s3cret")
+        url = f"redis://:s3cret@127.0.0.1:{server.port}/3"
+        commands = Commands(url)
+        try:
+            await commands.call("SET", "where", "db3")
+        finally:
+            await commands.close()
+        async with Redis(port=server.port, password="s3cret", db=3) as check:
+            assert await check.get("where") == b"db3"
+        refused = Commands(f"redis://:wrong@127.0.0.1:{server.port}")
+        with pytest.raises(ResponseError):
+            await refused.call("PING")
+        await refused.close()
+    finally:
+        server.stop()
+
+
+def test_url_forms() -> None:
+    assert parse_url("redis://u:p%40ss@h:7000/2") == {
+        "host": "h",
+        "port": 7000,
+        "db": 2,
+        "username": "u",
+        "password": "p@ss",
+    }
+    assert parse_url("rediss://cache.example") == {"host": "cache.example", "port": 6379}
+    assert parse_url("unix:///run/redis.sock?db=1") == {"path": "/run/redis.sock", "db": 1}
