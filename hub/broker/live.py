@@ -45,6 +45,8 @@ class LiveConnection:
         self._on_reconnect = on_reconnect
         self._refs: dict[str, int] = {}
         self._on_server: set[str] = set()
+        # Channels gained or lost since the last flush: a flush costs what changed, not all.
+        self._dirty: set[str] = set()
         self._confirmed: set[str] = set()
         # Token of the flush that last sent a channel's SUBSCRIBE: a PING reply confirms
         # only channels subscribed at or before it.
@@ -92,7 +94,10 @@ class LiveConnection:
 
     def subscribe(self, channel: str) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._refs[channel] = self._refs.get(channel, 0) + 1
+        count = self._refs.get(channel, 0) + 1
+        self._refs[channel] = count
+        if count == 1:
+            self._dirty.add(channel)
         if channel in self._confirmed:
             future.set_result(None)
         else:
@@ -106,6 +111,7 @@ class LiveConnection:
             self._refs[channel] = count
             return
         self._refs.pop(channel, None)
+        self._dirty.add(channel)
         self._confirmed.discard(channel)
         self._kick.set()
 
@@ -141,6 +147,7 @@ class LiveConnection:
         """A new connection: everything must be subscribed again, then resynced."""
         self._conn = conn
         self._on_server = set()
+        self._dirty = set(self._refs)
         self._confirmed = set()
         for waiters in self._waiting.values():
             self._unsent.extend(waiters)
@@ -199,10 +206,11 @@ class LiveConnection:
             conn = self._conn
             if self._closing or conn is None or not conn.is_connected:
                 continue
-            want = set(self._refs)
-            add = sorted(want - self._on_server)
-            drop = sorted(self._on_server - want)
-            self._on_server = want
+            dirty, self._dirty = self._dirty, set()
+            add = sorted(c for c in dirty if c in self._refs and c not in self._on_server)
+            drop = sorted(c for c in dirty if c not in self._refs and c in self._on_server)
+            self._on_server.update(add)
+            self._on_server.difference_update(drop)
             self._token += 1
             token = self._token
             for channel in add:
