@@ -43,8 +43,9 @@ _FIELD_VALUE = re.compile(rb"[\t\x20-\x7e]*")
 _TARGET = re.compile(rb"/events(\?[\x21-\x22\x24-\x7e]*)?")
 # Requests with these are passed on: a body, or a protocol change.
 _PASSED_ON = ("Content-Length", "Transfer-Encoding", "Upgrade", "Expect")
-# Headers admission reads: more than one of a kind is passed on (aiohttp decides).
-_READ = ("Authorization", "Cookie", "Last-Event-ID", "Origin")
+# aiohttp's own limits: a head beyond them is passed on for aiohttp to refuse.
+_MAX_FIELD = 8190
+_MAX_FIELDS = 128
 
 
 class HubRunner(web.AppRunner):
@@ -78,11 +79,14 @@ class Front:
     async def shutdown(self, timeout: float | None = None) -> None:
         """Waits for the streams the drain ended to write their last frames, then for aiohttp's."""
         tasks = [c.task for c in self.streams if c.task is not None]
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=timeout)
-            for task in late:
-                task.cancel()
-        await self._server.shutdown(timeout)
+            for connection in [c for c in self.streams if c.task in late]:
+                connection.abort()  # connection_lost cancels its task
+        left = None if deadline is None else max(0.0, deadline - loop.time())
+        await self._server.shutdown(left)
 
 
 class _Head:
@@ -108,6 +112,8 @@ class _Head:
 def parse_head(head: bytes) -> _Head | None:
     """The head of a plain HTTP/1.1 `GET /events`; None for anything else."""
     request_line, *lines = head.split(b"\r\n")
+    if len(lines) > _MAX_FIELDS or any(len(line) > _MAX_FIELD for line in lines):
+        return None
     parts = request_line.split(b" ")
     if len(parts) != 3 or parts[0] != b"GET" or parts[2] != b"HTTP/1.1":
         return None
@@ -122,8 +128,8 @@ def parse_head(head: bytes) -> _Head | None:
         headers.add(name.decode(), value.strip(b" \t").decode())
     if any(name in headers for name in _PASSED_ON):
         return None
-    if any(len(headers.getall(name, ())) > 1 for name in _READ):
-        return None
+    if len(set(headers)) != len(headers):
+        return None  # any header twice: aiohttp decides what that means
     path_qs = target.decode()
     _, _, query = path_qs.partition("?")
     url = URL.build(path="/events", query_string=query, encoded=True)
@@ -206,7 +212,7 @@ class _Connection(asyncio.Protocol):
             else:
                 self._head = head
             return
-        request = parse_head(head[:end]) if end + 4 == len(head) else None
+        request = parse_head(head[:end]) if end + 4 == len(head) <= MAX_HEAD else None
         if request is None:
             self._hand_over(head)
             return
@@ -267,17 +273,20 @@ class _Connection(asyncio.Protocol):
         try:
             await open_stream(hub, opening, self)
         except Exception:
-            failed = True  # before the response started: open_stream handles the rest
+            # Raised before the response started (open_stream handles the rest): aiohttp
+            # answers while the head is still here, else the connection is dropped.
+            failed = True
         finally:
             opening.release(hub)
             front.streams.discard(self)
             if not failed and not self._pending:
                 self._log_access(path_qs, time.monotonic() - started)
-        if failed:
-            # Nothing was sent: aiohttp takes the request from the start and answers it.
+        if failed and self._head:
             self.task = None
             self._pending = b""
             self._hand_over()
+        elif failed:
+            self.abort()
 
     def _log_access(self, path_qs: str, seconds: float) -> None:
         peer = self._transport.get_extra_info("peername") if self._transport else None
@@ -286,7 +295,6 @@ class _Connection(asyncio.Protocol):
 
     async def start(self) -> None:
         """The response head waits in `_pending` for the first frame: one write for both."""
-        self._head = b""  # kept until now for a hand-over
         transport = self._transport
         if transport is None or transport.is_closing():
             raise ClientGone
@@ -296,6 +304,7 @@ class _Connection(asyncio.Protocol):
             if hasattr(socket, "TCP_USER_TIMEOUT"):
                 millis = int(self._timeout * 1000)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, millis)
+        self._head = b""  # kept until now for a hand-over
 
     async def write(self, data: bytes) -> None:
         transport = self._transport
@@ -306,6 +315,7 @@ class _Connection(asyncio.Protocol):
             await timed_write(self._drain(), self._timeout, self.abort)
 
     def _chunk(self, data: bytes) -> bytes:
+        assert data, "an empty chunk would end the response"
         chunk = b"%x\r\n%b\r\n" % (len(data), data)
         if self._pending:
             chunk, self._pending = self._pending + chunk, b""

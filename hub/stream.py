@@ -129,9 +129,10 @@ async def _settle(hub: Hub, sub: Subscription, subscribed: asyncio.Future[Any]) 
                 await asyncio.shield(subscribed)
         except TimeoutError:
             settle = False
+    resyncs = sub.resyncs
     await sub.take_positions(hub.broker)  # reads only the positions the client did not give
     if settle:
-        sub.settle()
+        sub.settle(resyncs)
 
 
 async def _run(hub: Hub, sub: Subscription, sink: Sink, subscribed: asyncio.Future[Any]) -> None:

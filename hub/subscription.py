@@ -98,6 +98,7 @@ class Subscription:
         "last_write",
         "needs_sync",
         "observer",
+        "resyncs",
         "sent",
     )
 
@@ -135,6 +136,7 @@ class Subscription:
         # When the stream must end (its token expires), on the event loop's clock.
         self.deadline: float | None = None
         self.needs_sync = True
+        self.resyncs = 0  # how often a resync was asked for (a reconnect, a gap)
         self.closed: str | None = None
         self.sent = 0
         self.abort: Callable[[], None] | None = None
@@ -181,11 +183,15 @@ class Subscription:
         except BrokerUnavailable:
             self._unknown.update(i for i, p in enumerate(self._positions) if p is None)
 
-    def settle(self) -> None:
+    def settle(self, resyncs: int) -> None:
         """The positions were taken after the live channels were subscribed: whatever was
-        published since arrives live, so no backfill is due. Held entries are replayed."""
-        if self._unknown or None in self._positions:
-            return  # the broker could not tell: the first backfill says `unknown_cursor`
+        published since arrives live, so no backfill is due. Held entries are replayed.
+
+        `resyncs` is the count from before the positions were read: a resync asked for
+        since (the pub/sub link reconnected) keeps the backfill due.
+        """
+        if self._unknown or None in self._positions or self.resyncs != resyncs:
+            return  # the broker could not tell, or entries may be missing: backfill
         self.needs_sync = False
         self._replay()
 
@@ -281,6 +287,7 @@ class Subscription:
 
     def request_resync(self) -> None:
         self.needs_sync = True
+        self.resyncs += 1
         if self._pending is None:
             self._pending = []
         self._wake()

@@ -89,8 +89,9 @@ async def test_password_and_database_from_the_url(tmp_path: Path) -> None:
             await commands.close()
         async with Redis(port=server.port, password="s3cret", db=3) as check:
             assert await check.get("where") == b"db3"
+        # A wrong password is Redis unusable (503), not a refused script (500).
         refused = Commands(f"redis://:wrong@127.0.0.1:{server.port}")
-        with pytest.raises(ResponseError):
+        with pytest.raises(ConnectionError, match=r"WRONGPASS|invalid"):
             await refused.call("PING")
         await refused.close()
     finally:

@@ -129,6 +129,9 @@ async def test_other_paths_go_to_aiohttp(hub: HubClient) -> None:
         b"GET /events#x HTTP/1.1",
         b"GET  /events HTTP/1.1",
         b"POST /events HTTP/1.1",
+        b"GET /events HTTP/1.1\r\nHost: a\r\nHost: b",
+        b"GET /events HTTP/1.1\r\nX-Pad: " + b"x" * 9000,
+        b"GET /events HTTP/1.1" + b"\r\nX: 1" * 129,
     ],
 )
 def test_heads_the_front_passes_on(head: bytes) -> None:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+from hub.broker.base import HistoryPage
+from hub.broker.memory import MemoryBroker
+from hub.config import Settings
 from hub.cursor import Position, channel_tag, decode, encode, encode_part
+from hub.subscription import Subscription
 from tests.conftest import HubClient, MakeHub
 from tests.sse_client import Event
 
@@ -309,3 +313,26 @@ async def test_cursor_with_the_largest_values_is_read_safely(hub: HubClient) -> 
     await hub.send("fine", users=["vic"])
     assert (await stream.next()).data == "fine"
     stream.close()
+
+
+async def test_a_resync_asked_for_while_the_position_is_read_keeps_the_backfill_due() -> None:
+    """The pub/sub link reconnects between the subscription and the position read: what
+    was published in between was never live, so the stream must still read history."""
+    sub = Subscription(("user:ann",), 100)
+
+    class ReconnectingBroker(MemoryBroker):
+        async def history(self, channel: str, after: int | None, limit: int) -> HistoryPage:
+            sub.request_resync()  # as FanOut.resync does after a pub/sub reconnect
+            return await super().history(channel, after, limit)
+
+    broker = ReconnectingBroker(Settings())
+    assert sub.from_now
+    resyncs = sub.resyncs
+    await sub.take_positions(broker)
+    sub.settle(resyncs)
+    assert sub.needs_sync
+    plain = Subscription(("user:ann",), 100)
+    resyncs = plain.resyncs
+    await plain.take_positions(MemoryBroker(Settings()))
+    plain.settle(resyncs)
+    assert not plain.needs_sync  # without a reconnect, no backfill is due

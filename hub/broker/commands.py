@@ -54,11 +54,27 @@ def parse_url(url: str) -> dict[str, Any]:
             options["db"] = int(parts.path.strip("/"))
     if "db" in (query := parse_qs(parts.query)):
         options["db"] = int(query["db"][0])
+    for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs"):
+        if name in query:
+            options[name] = query[name][0]
     if parts.username:
         options["username"] = unquote(parts.username)
     if parts.password:
         options["password"] = unquote(parts.password)
     return options
+
+
+def _tls_context(options: dict[str, Any]) -> ssl.SSLContext:
+    """rediss:// as redis-py reads its query: a CA file, a client certificate, and
+    `ssl_cert_reqs=none` (or `optional`) to relax verification."""
+    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+    if "ssl_certfile" in options:
+        context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
+    reqs = options.get("ssl_cert_reqs", "required").lower()
+    if reqs in ("none", "optional"):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE if reqs == "none" else ssl.CERT_OPTIONAL
+    return context
 
 
 class _Link(asyncio.Protocol):
@@ -179,7 +195,7 @@ class Commands:
                     lambda: link,
                     options["host"],
                     options["port"],
-                    ssl=ssl.create_default_context() if self._tls else None,
+                    ssl=_tls_context(options) if self._tls else None,
                 )
             try:
                 if options.get("password"):
@@ -187,6 +203,9 @@ class Commands:
                     await link.send(encode(["AUTH", *user, options["password"]]))
                 if options.get("db"):
                     await link.send(encode(["SELECT", options["db"]]))
+            except ResponseError as exc:
+                link.close()  # a wrong password or database: Redis is not usable, as if down
+                raise ConnectionError(f"Redis refused the connection: {exc}") from exc
             except BaseException:
                 link.close()
                 raise
