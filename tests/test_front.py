@@ -37,6 +37,15 @@ def _get(token: str, extra: str = "", version: str = "1.1") -> bytes:
     return (f"GET /events?token={token} HTTP/{version}\r\nHost: hub\r\n{extra}\r\n").encode()
 
 
+async def _receives(hub: HubClient, reader: asyncio.StreamReader, user: str) -> None:
+    """A message published to `user` arrives on the raw stream."""
+    await hub.send(f"to {user}", users=[user])
+    body = b""
+    async with asyncio.timeout(10):
+        while f"data: to {user}\n".encode() not in body:
+            body += await reader.read(4096)
+
+
 async def _until(condition: Callable[[], bool]) -> None:
     async with asyncio.timeout(10):
         while not condition():
@@ -52,11 +61,7 @@ async def test_a_plain_stream_is_served_by_the_front_byte_by_byte(hub: HubClient
     assert "Transfer-Encoding: chunked\r\n" in head
     assert "aiohttp" not in head  # aiohttp names itself in Server:; the front does not
     await _until(lambda: len(_front(hub).streams) == 1)
-    await hub.send("to fay", users=["fay"])
-    body = b""
-    async with asyncio.timeout(10):
-        while b"data: to fay\n" not in body:
-            body += await reader.read(4096)
+    await _receives(hub, reader, "fay")
     writer.close()
     await _until(lambda: not _front(hub).streams)  # ends with its connection
     # The slot was given back: the user can open max_streams_per_user streams again.
@@ -83,11 +88,7 @@ async def test_what_the_front_does_not_read_itself_aiohttp_streams(
     assert head.startswith(f"HTTP/{version} 200 OK\r\n"), head
     assert "aiohttp" in head
     assert not _front(hub).streams
-    await hub.send("to gus", users=["gus"])
-    body = b""
-    async with asyncio.timeout(10):
-        while b"data: to gus\n" not in body:
-            body += await reader.read(4096)
+    await _receives(hub, reader, "gus")
     writer.close()
 
 
