@@ -17,8 +17,7 @@ from hub.channels import allowed, topic_channel, user_channel, valid_name
 from hub.errors import BadRequest, BrokerUnavailable, Forbidden, TooManyStreams
 from hub.requestview import RequestView
 from hub.state import HUB, Hub
-from hub.stream import ClientGone, open_stream, send_timeout, timed_write
-from hub.subscription import WRITE_BUDGET
+from hub.stream import ClientGone, chunk, open_stream, room_now, send_timeout, timed_write
 from hub.tokens import subscriber_token
 
 
@@ -66,8 +65,8 @@ def _channels(request: RequestView, hub: Hub, subscriber: Subscriber) -> tuple[s
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    """aiohttp's handler: serves what the front passes on (and every stream in tests
-    that use a plain aiohttp server)."""
+    """aiohttp's handler: the streams the front passes on (HTTP/1.0, a request with a
+    body or a header twice, and any request a plain aiohttp server gets)."""
     hub = request.app[HUB]
     opening = admit(request, hub)
     sink = _ResponseSink(request, send_timeout(hub.settings))
@@ -103,17 +102,11 @@ class _ResponseSink:
             raise ClientGone from None
 
     def direct(self, data: bytes) -> bool:
-        """One frame to the socket now, framed as aiohttp's writer would; False once the
-        socket holds WRITE_BUDGET unsent bytes, so memory stays bounded."""
+        """One frame to the socket now, framed as aiohttp's writer would, or False."""
         transport = self._request.transport
-        if (
-            transport is None
-            or transport.is_closing()
-            or transport.get_write_buffer_size() >= WRITE_BUDGET
-        ):
+        if transport is None or not room_now(transport):
             return False
-        chunked = self.response.chunked
-        transport.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
+        transport.write(chunk(data) if self.response.chunked else data)
         return True
 
     def abort(self) -> None:

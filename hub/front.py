@@ -28,8 +28,7 @@ from yarl import URL
 from hub.accesslog import log_access, redact
 from hub.events import Opening, admit
 from hub.state import HUB, Hub
-from hub.stream import ClientGone, open_stream, send_timeout, timed_write
-from hub.subscription import WRITE_BUDGET
+from hub.stream import ClientGone, chunk, open_stream, room_now, send_timeout, timed_write
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("aiohttp.access")
@@ -315,11 +314,10 @@ class _Connection(asyncio.Protocol):
             await timed_write(self._drain(), self._timeout, self.abort)
 
     def _chunk(self, data: bytes) -> bytes:
-        assert data, "an empty chunk would end the response"
-        chunk = b"%x\r\n%b\r\n" % (len(data), data)
+        framed = chunk(data)
         if self._pending:
-            chunk, self._pending = self._pending + chunk, b""
-        return chunk
+            framed, self._pending = self._pending + framed, b""
+        return framed
 
     async def _drain(self) -> None:
         self._drained = asyncio.get_running_loop().create_future()
@@ -332,11 +330,7 @@ class _Connection(asyncio.Protocol):
 
     def direct(self, data: bytes) -> bool:
         transport = self._transport
-        if (
-            transport is None
-            or transport.is_closing()
-            or transport.get_write_buffer_size() >= WRITE_BUDGET
-        ):
+        if transport is None or not room_now(transport):
             return False
         transport.write(self._chunk(data))
         return True

@@ -16,7 +16,7 @@ from hub import sse
 from hub.config import Settings
 from hub.errors import BrokerUnavailable, HubError
 from hub.state import Hub
-from hub.subscription import Subscription
+from hub.subscription import WRITE_BUDGET, Subscription
 
 if TYPE_CHECKING:
     from hub.events import Opening
@@ -51,6 +51,18 @@ class Sink(Protocol):
 def send_timeout(settings: Settings) -> float:
     """A client that takes nothing for this long is gone (TCP_USER_TIMEOUT is set to it too)."""
     return max(_MIN_SEND_TIMEOUT, settings.heartbeat_interval * 2)
+
+
+def chunk(data: bytes) -> bytes:
+    """HTTP/1.1 chunked framing of one frame (never empty: that would end the response)."""
+    assert data, "an empty chunk would end the response"
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def room_now(transport: asyncio.Transport) -> bool:
+    """Whether a frame may go to the socket at once: open, and under WRITE_BUDGET unsent
+    bytes (beyond it the stream's task takes over, so memory stays bounded)."""
+    return not transport.is_closing() and transport.get_write_buffer_size() < WRITE_BUDGET
 
 
 async def timed_write(write: Awaitable[None], timeout: float, abort: Callable[[], None]) -> None:
