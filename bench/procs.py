@@ -23,10 +23,14 @@ def free_port() -> int:
         return port
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc/<pid>/stat."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system (kernel) CPU time of a process, from /proc/<pid>/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
+def cpu_seconds(pid: int) -> float:
+    return sum(cpu_times(pid))
 
 
 def family(pid: int) -> list[int]:
@@ -71,6 +75,11 @@ class Started:
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far of the hub (with its workers) and of Redis."""
         return {name: sum(map(cpu_seconds, family(pid))) for name, pid in self.pids.items()}
+
+    def kernel_cpu(self) -> float:
+        """System CPU seconds so far of the hub and Redis together: the share of server
+        CPU spent in the kernel (socket calls, loopback TCP), out of the hub's reach."""
+        return sum(cpu_times(m)[1] for pid in self.pids.values() for m in family(pid))
 
     def stop(self) -> None:
         for process in self.processes:

@@ -70,6 +70,10 @@ async def _open_many(ctx: Context, count: int, user: Callable[[int], str], query
     return streams
 
 
+def _share(part: float, whole: float) -> float:
+    return part / whole if whole > 0 else 0.0
+
+
 async def _until(condition: Callable[[], bool], timeout: float = 60) -> None:
     """Poll a counter the streams move (cheaper than an event per delivered frame)."""
     async with asyncio.timeout(timeout):
@@ -98,13 +102,17 @@ async def fanout(ctx: Context, streams: int, publishes: int) -> Result:
     )
     publisher = ctx.publisher()
     # Throughput: publish as fast as the publisher gets answers.
-    before = ctx.server.cpu()
+    before, kernel_before = ctx.server.cpu(), ctx.server.kernel_cpu()
     for _ in range(publishes):
         await publisher.post({"topics": ["fan"], "data": _payload()})
     await _until(lambda: sum(s.events for s in opened) >= streams * publishes)
     after = ctx.server.cpu()
     hub_cpu = after["hub"] - before["hub"]
-    progress(f"fan-out throughput: {streams * publishes} deliveries in {hub_cpu:.2f} hub CPU-s")
+    kernel = _share(
+        ctx.server.kernel_cpu() - kernel_before, sum(after.values()) - sum(before.values())
+    )
+    progress(f"fan-out throughput: {streams * publishes} deliveries in {hub_cpu:.2f} hub CPU-s"
+             f" (server CPU in the kernel: {kernel:.0%})")  # fmt: skip
     # Latency at 10 publishes/s.
     sent_at: dict[int, float] = {}
     latencies.clear()
@@ -129,6 +137,7 @@ async def fanout(ctx: Context, streams: int, publishes: int) -> Result:
     return {
         "streams": streams,
         "deliveries_per_hub_cpu_s": round(streams * publishes / hub_cpu),
+        "kernel_share": round(kernel, 2),
         "p50_ms_at_10_per_s": round(_percentile(received, 0.5) * 1000, 2),
         "p99_ms_at_10_per_s": round(_percentile(received, 0.99) * 1000, 2),
     }
@@ -147,9 +156,10 @@ async def unicast(ctx: Context, users: int, publishes: int) -> Result:
     rng = random.Random(7)
 
     walls: dict[str, float] = {}
+    kernel: dict[str, float] = {}
 
     async def measured(label: str, count: int, send: Callable[[], Awaitable[None]]) -> float:
-        before = ctx.server.cpu()
+        before, kernel_before = ctx.server.cpu(), ctx.server.kernel_cpu()
         expected = sum(s.events for s in opened) + count  # every message reaches one stream
         started = time.perf_counter()
         await send()
@@ -158,7 +168,9 @@ async def unicast(ctx: Context, users: int, publishes: int) -> Result:
         after = ctx.server.cpu()
         split = {k: round(after[k] - before[k], 2) for k in after}
         cpu = sum(split.values())
-        progress(f"unicast {label}: {count} messages in {cpu:.2f} server CPU-s {split}")
+        kernel[label] = _share(ctx.server.kernel_cpu() - kernel_before, cpu)
+        progress(f"unicast {label}: {count} messages in {cpu:.2f} server CPU-s {split},"
+                 f" {kernel[label]:.0%} in the kernel")  # fmt: skip
         return count / max(cpu, 1 / TICKS)  # a tiny run may take less than a clock tick
 
     # Throughput: several publishers at once, as a busy backend would send.
@@ -223,6 +235,8 @@ async def unicast(ctx: Context, users: int, publishes: int) -> Result:
         # Wall-clock rates: what --workers changes (per CPU-second figures hardly move).
         "publishes_per_s": round(walls["single"]),
         "batch_messages_per_s": round(walls["batch"]),
+        # Share of server CPU spent in the kernel (socket calls, loopback TCP).
+        "kernel_share": {label: round(share, 2) for label, share in kernel.items()},
         "p50_ms_at_500_per_s": round(_percentile(received, 0.5) * 1000, 2),
         "p99_ms_at_500_per_s": round(_percentile(received, 0.99) * 1000, 2),
     }

@@ -16,13 +16,17 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE = "application/problem+json"
 
 
+def problem_body(problem: dict[str, Any]) -> bytes:
+    return json.dumps(problem).encode()
+
+
 def problem_response(
     status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> web.Response:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     return web.Response(
         status=status,
-        body=json.dumps(body).encode(),
+        body=problem_body(body),
         content_type=CONTENT_TYPE,
         headers=headers,
     )

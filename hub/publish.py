@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -22,12 +22,14 @@ from hub.errors import (
     UnsupportedMediaType,
 )
 from hub.message import Message, loads, parse_message
+from hub.requestview import RequestView
 from hub.state import HUB, Hub
 from hub.tokens import publisher_token
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
 _MAX_IDEMPOTENCY_KEY = 255
+T = TypeVar("T")
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
@@ -48,9 +50,9 @@ def _authorize(publisher: Publisher, message: Message, where: str = "") -> None:
             raise Forbidden(f"{where}the token does not allow publishing to {channel!r}")
 
 
-def _idempotency_key(request: web.Request, publisher: Publisher) -> str | None:
+def _idempotency_key(headers: Mapping[str, str], publisher: Publisher) -> str | None:
     """The request's Idempotency-Key, scoped to its publisher; None without one."""
-    key = request.headers.get("Idempotency-Key")
+    key = headers.get("Idempotency-Key")
     if key is None:
         return None
     if not 0 < len(key) <= _MAX_IDEMPOTENCY_KEY or not key.isprintable():
@@ -83,11 +85,11 @@ def _messages(hub: Hub, publisher: Publisher, payload: Any) -> tuple[list[Messag
     return messages, batch
 
 
-async def publish(request: web.Request) -> web.Response:
-    hub = request.app[HUB]
+async def counted(hub: Hub, work: Awaitable[T]) -> T:
+    """A publish, counted by outcome (and timed when it succeeds)."""
     started = time.perf_counter()
     try:
-        response = await _publish(request, hub)
+        result = await work
     except HubError as exc:
         outcome = "unavailable" if isinstance(exc, BrokerUnavailable) else "rejected"
         if exc.status >= 500 and outcome != "unavailable":
@@ -96,7 +98,12 @@ async def publish(request: web.Request) -> web.Response:
         raise
     hub.metrics.publishes.labels("ok").inc()
     hub.metrics.publish_latency.observe(time.perf_counter() - started)
-    return response
+    return result
+
+
+async def publish(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    return await counted(hub, _publish(request, hub))
 
 
 async def _publish(request: web.Request, hub: Hub) -> web.Response:
@@ -108,11 +115,25 @@ async def _publish(request: web.Request, hub: Hub) -> web.Response:
             f"Content-Type must be {JSON} or {NDJSON}, not {request.content_type!r}"
         )
     body = await _read_body(request, hub.settings.max_body_bytes)
+    answer = await publish_json(hub, publisher, request.headers, body)
+    return web.Response(body=answer, content_type=JSON)
+
+
+async def publish_request(hub: Hub, request: RequestView, body: bytes) -> bytes:
+    """A whole `application/json` publish request (as the lean front reads one)."""
+    publisher = hub.publisher_tokens.publisher(publisher_token(request))
+    return await publish_json(hub, publisher, request.headers, body)
+
+
+async def publish_json(
+    hub: Hub, publisher: Publisher, headers: Mapping[str, str], body: bytes
+) -> bytes:
+    """An `application/json` publish whose body has been read: the answer's JSON."""
     messages, batch = _messages(hub, publisher, loads(body))
-    idempotency = _idempotency(_idempotency_key(request, publisher), body)
+    idempotency = _idempotency(_idempotency_key(headers, publisher), body)
     results = await hub.broker.publish(messages, idempotency)
     answer = {"results": [{"ids": ids} for ids in results]} if batch else {"ids": results[0]}
-    return _json(answer)
+    return orjson.dumps(answer)
 
 
 async def _line_groups(request: web.Request, limit: int) -> AsyncIterator[list[bytes]]:
@@ -187,7 +208,7 @@ class _Lines:
 
 async def _publish_lines(request: web.Request, hub: Hub, publisher: Publisher) -> web.Response:
     """One message per line, published as soon as its line has arrived."""
-    lines = _Lines(hub, publisher, _idempotency_key(request, publisher))
+    lines = _Lines(hub, publisher, _idempotency_key(request.headers, publisher))
     try:
         async for group in _line_groups(request, hub.settings.max_payload_bytes * 2 + 65536):
             try:
@@ -204,8 +225,4 @@ async def _publish_lines(request: web.Request, hub: Hub, publisher: Publisher) -
         exc.detail = f"line {lines.at}: {exc.detail}"
         exc.extra["published"] = len(lines.results)
         raise
-    return _json({"results": lines.results})
-
-
-def _json(answer: dict[str, Any]) -> web.Response:
-    return web.Response(body=orjson.dumps(answer), content_type=JSON)
+    return web.Response(body=orjson.dumps({"results": lines.results}), content_type=JSON)

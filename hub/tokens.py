@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from hub.config import Settings
 from hub.errors import Unauthorized
 from hub.requestview import RequestView
@@ -29,7 +27,7 @@ def subscriber_token(request: RequestView, settings: Settings) -> str:
     return token
 
 
-def publisher_token(request: web.Request) -> str:
+def publisher_token(request: RequestView) -> str:
     token = bearer(request)
     if not token:
         raise Unauthorized("a publisher token is required (Authorization: Bearer <token>)")

@@ -4,12 +4,15 @@ both answer alike."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from hub import front as front_module
 from hub.front import Front, parse_head
-from tests.conftest import HubClient
+from tests.conftest import HubClient, MakeHub
 
 
 def _front(hub: HubClient) -> Front:
@@ -149,3 +152,179 @@ def test_a_head_the_front_reads() -> None:
     assert parsed.query["token"] == "x y"  # as aiohttp decodes a query
     assert parsed.headers["Last-Event-ID"] == "abc"
     assert parsed.cookies == {"hub_token": "t1", "other": "2"}
+
+
+# -- publishes ------------------------------------------------------------------------------
+
+
+def _post(
+    token: str | None, body: bytes, extra: str = "", content_type: str = "application/json"
+) -> bytes:
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    return (
+        f"POST /publish HTTP/1.1\r\nHost: hub\r\n{auth}Content-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n{extra}\r\n"
+    ).encode() + body
+
+
+async def _answer(reader: asyncio.StreamReader) -> tuple[str, Any]:
+    head = await _head(reader)
+    length = int(head.lower().split("content-length: ", 1)[1].split("\r\n", 1)[0])
+    body = await asyncio.wait_for(reader.readexactly(length), 10)
+    return head, json.loads(body)
+
+
+def _message(user: str, data: str) -> bytes:
+    return json.dumps({"users": [user], "data": data}).encode()
+
+
+async def test_json_publishes_are_answered_by_the_front_on_one_connection(hub: HubClient) -> None:
+    stream = await hub.subscribe("ida")
+    token = hub.publisher_token()
+    first = _post(token, _message("ida", "one"))
+    reader, writer = await _raw(hub, *(first[i : i + 1] for i in range(len(first))))
+    head, answer = await _answer(reader)
+    assert head.startswith("HTTP/1.1 200 OK\r\n")
+    assert "Content-Type: application/json\r\n" in head
+    assert "aiohttp" not in head  # the front answered
+    writer.write(_post(token, _message("ida", "two")))  # the same connection, kept alive
+    _, again = await _answer(reader)
+    assert [e.data for e in await stream.take(2)] == ["one", "two"]
+    assert answer["ids"]["user:ida"] < again["ids"]["user:ida"]
+    writer.close()
+    stream.close()
+
+
+async def test_pipelined_publishes_are_answered_in_order_then_aiohttp_takes_over(
+    hub: HubClient,
+) -> None:
+    token = hub.publisher_token()
+    requests = [_post(token, _message("jo", str(n))) for n in range(3)]
+    healthz = b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n"
+    reader, writer = await _raw(hub, b"".join(requests) + healthz)
+    ids = [(await _answer(reader))[1]["ids"]["user:jo"] for _ in requests]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 3
+    head = await _head(reader)
+    assert head.startswith("HTTP/1.1 200 OK\r\n")
+    assert "aiohttp" in head
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    ("case", "status"),
+    [
+        ("no token", 401),
+        ("bad token", 401),
+        ("malformed", 400),
+        ("forbidden", 403),
+        ("too big", 413),
+        ("unknown field", 400),
+        ("idempotency key", 400),
+    ],
+)
+async def test_a_refused_publish_is_the_same_problem_from_the_front_and_aiohttp(
+    hub: HubClient, case: str, status: int
+) -> None:
+    token: str | None = hub.publisher_token(["topic:news"])
+    body, extra = json.dumps({"topics": ["news"], "data": "x"}).encode(), ""
+    if case == "no token":
+        token = None
+    elif case == "bad token":
+        token = "not-a-token"
+    elif case == "malformed":
+        body = b'{"topics": ['
+    elif case == "forbidden":
+        body = _message("kim", "x")
+    elif case == "too big":
+        body = json.dumps({"topics": ["news"], "data": "x" * 70000}).encode()
+    elif case == "unknown field":
+        body = json.dumps({"topics": ["news"], "data": "x", "colour": 1}).encode()
+    elif case == "idempotency key":
+        extra = f"Idempotency-Key: {'k' * 256}\r\n"
+    answers = []
+    # The same request as the front reads it, and with a media type parameter (aiohttp reads it).
+    for content_type in ("application/json", "application/json; charset=utf-8"):
+        reader, writer = await _raw(hub, _post(token, body, extra, content_type))
+        head, problem = await _answer(reader)
+        assert head.startswith(f"HTTP/1.1 {status} "), (content_type, head)
+        assert "Content-Type: application/problem+json\r\n" in head
+        authenticate = "WWW-Authenticate" in head
+        answers.append((("aiohttp" in head), authenticate, problem))
+        writer.close()
+    (front_is_aiohttp, front_auth, front), (aiohttp_is_aiohttp, aiohttp_auth, behind) = answers
+    assert not front_is_aiohttp
+    assert aiohttp_is_aiohttp
+    assert front == behind
+    assert front_auth == aiohttp_auth == (status == 401)
+
+
+async def test_a_body_over_the_limit_goes_to_aiohttp(make_hub: MakeHub) -> None:
+    hub = await make_hub(max_body_bytes=1000, max_payload_bytes=500)
+    reader, writer = await _raw(hub, _post(hub.publisher_token(), b"[" + b" " * 2000 + b"]"))
+    head, problem = await _answer(reader)
+    assert head.startswith("HTTP/1.1 413 ")
+    assert problem["status"] == 413
+    writer.close()
+
+
+async def test_connection_close_is_honoured(hub: HubClient) -> None:
+    request = _post(hub.publisher_token(), _message("lu", "x"), "Connection: close\r\n")
+    reader, writer = await _raw(hub, request)
+    head, _ = await _answer(reader)
+    assert "Connection: close\r\n" in head
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # the hub closed it
+    writer.close()
+
+
+async def test_a_publish_whose_client_leaves_still_happens(hub: HubClient) -> None:
+    stream = await hub.subscribe("max")
+    _, writer = await _raw(hub, _post(hub.publisher_token(), _message("max", "left")))
+    writer.transport.abort()
+    assert (await stream.next()).data == "left"
+    stream.close()
+
+
+async def test_an_idle_keep_alive_connection_is_closed(
+    hub: HubClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(front_module, "KEEP_ALIVE", 0.2)
+    reader, writer = await _raw(hub, _post(hub.publisher_token(), _message("ned", "x")))
+    await _answer(reader)
+    assert await asyncio.wait_for(reader.read(), 10) == b""
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /publish HTTP/1.1\r\nContent-Type: application/json",  # no length
+        b"POST /publish HTTP/1.1\r\nContent-Type: application/x-ndjson\r\nContent-Length: 2",
+        b"POST /publish HTTP/1.1\r\nContent-Type: application/json; charset=utf-8\r\n"
+        b"Content-Length: 2",
+        b"POST /publish HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: +2",
+        b"POST /publish HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+        b"Transfer-Encoding: chunked",
+        b"POST /publish HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+        b"Origin: https://app.example",  # a browser's: CORS headers are aiohttp's
+        b"POST /publish HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+        b"Expect: 100-continue",
+        b"POST /publish HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+        b"content-length: 2",
+        b"POST /publish?x=1 HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2",
+        b"POST /publish HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: 2",
+        b"PUT /publish HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2",
+    ],
+)
+def test_publish_heads_the_front_passes_on(head: bytes) -> None:
+    assert parse_head(head) is None
+
+
+def test_a_publish_head_the_front_reads() -> None:
+    parsed = parse_head(
+        b"POST /publish HTTP/1.1\r\nContent-Type: Application/JSON\r\nContent-Length: 17\r\n"
+        b"Idempotency-Key: k1"
+    )
+    assert parsed is not None
+    assert parsed.length == 17
+    assert parsed.headers["Idempotency-Key"] == "k1"
