@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--streams", type=int, help="idle streams (default 5000)")
     parser.add_argument("--fanout-streams", type=int, help="fan-out streams (default 1000)")
     parser.add_argument("--users", type=int, help="unicast users (default 2000)")
-    parser.add_argument("--publishes", type=int, default=2000, help="publishes per measurement")
+    parser.add_argument("--publishes", type=int, default=5000, help="publishes per measurement")
     parser.add_argument("--workers", type=int, default=1, help="hub serve --workers N")
     parser.add_argument("--redis-url", help="start the hub on this Redis (not a private one)")
     parser.add_argument(

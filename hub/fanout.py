@@ -8,6 +8,7 @@ stream cannot stall the others. One timer serves every stream's heartbeat.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import Any
 
 from hub.broker import Broker, Entry
@@ -20,6 +21,8 @@ class FanOut:
         self._by_channel: dict[str, set[Subscription]] = {}
         self.streams: set[Subscription] = set()
         self._slots: dict[str, int] = {}
+        # Bounded waits for subscriptions, oldest first, ended by the tick if still waiting.
+        self._waits: deque[tuple[float, asyncio.Future[bool]]] = deque()
 
     def add(self, sub: Subscription) -> asyncio.Future[Any]:
         """Register `sub` for live entries; the future completes once the broker is subscribed."""
@@ -31,6 +34,20 @@ class FanOut:
         if len(confirmations) == 1:
             return confirmations[0]  # most streams: no gathering future needed
         return asyncio.gather(*confirmations)
+
+    def wait_subscribed(self, subscribed: asyncio.Future[Any], wait: float) -> asyncio.Future[bool]:
+        """True once `subscribed` succeeds; False if it fails or about `wait` seconds pass
+        first (the tick ends the wait: no timer per stream)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+
+        def done(future: asyncio.Future[Any]) -> None:
+            if not waiter.done():
+                waiter.set_result(not future.cancelled() and future.exception() is None)
+
+        subscribed.add_done_callback(done)
+        self._waits.append((loop.time() + wait, waiter))
+        return waiter
 
     def reserve(self, user_channel: str, limit: int) -> bool:
         """Take one of a user's stream slots (`limit` 0: no limit); False when none is left."""
@@ -65,6 +82,11 @@ class FanOut:
         """Heartbeats and token expiry for every stream, from one timer (no timer per stream)."""
         for sub in tuple(self.streams):
             sub.tick(now, heartbeat)
+        waits = self._waits
+        while waits and (waits[0][0] <= now or waits[0][1].done()):
+            _, waiter = waits.popleft()
+            if not waiter.done():
+                waiter.set_result(False)
 
     async def run_timer(self, heartbeat: float) -> None:
         """Tick several times per heartbeat interval, so pings leave at most a tick late."""

@@ -46,6 +46,8 @@ MAX_HEAD = 8192
 HEAD_TIMEOUT = 10.0
 # An idle keep-alive connection is closed after this long (aiohttp's default).
 KEEP_ALIVE = 75.0
+# How often the front looks for connections past their deadline (one timer for all).
+SWEEP = 1.0
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FIELD_VALUE = re.compile(rb"[\t\x20-\x7e]*")
 _TARGET = re.compile(rb"/events(\?[\x21-\x22\x24-\x7e]*)?")
@@ -74,6 +76,11 @@ class Front:
         # Connections still ours (not handed to aiohttp): idle ones are closed on shutdown.
         self.connections: set[_Connection] = set()
         self.closing = False
+        self._loop = asyncio.get_running_loop()
+        # Connections waiting for a request, with their deadlines: one sweeping timer
+        # serves them all (a timer per connection is a large part of an accept's cost).
+        self._deadlines: dict[_Connection, float] = {}
+        self._sweeping: asyncio.TimerHandle | None = None
 
     @property
     def streams(self) -> set[_Connection]:
@@ -85,6 +92,21 @@ class Front:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._server, name)  # the rest of aiohttp's Server, unchanged
+
+    def arm(self, connection: _Connection, timeout: float) -> None:
+        self._deadlines[connection] = self._loop.time() + timeout
+        if self._sweeping is None:
+            self._sweeping = self._loop.call_later(SWEEP, self._sweep)
+
+    def disarm(self, connection: _Connection) -> None:
+        self._deadlines.pop(connection, None)
+
+    def _sweep(self) -> None:
+        now = self._loop.time()
+        for connection in [c for c, at in self._deadlines.items() if at <= now]:
+            del self._deadlines[connection]
+            connection.expire()
+        self._sweeping = self._loop.call_later(SWEEP, self._sweep) if self._deadlines else None
 
     def aiohttp_protocol(self) -> asyncio.Protocol:
         return self._server()
@@ -110,6 +132,9 @@ class Front:
                 connection.abort()  # connection_lost cancels its task
         left = None if deadline is None else max(0.0, deadline - loop.time())
         await self._server.shutdown(left)
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            self._sweeping = None
 
 
 class _Head:
@@ -243,7 +268,6 @@ class _Connection(asyncio.Protocol):
         "_served",
         "_stream",
         "_timeout",
-        "_timer",
         "_transport",
         "task",
     )
@@ -252,7 +276,6 @@ class _Connection(asyncio.Protocol):
         self._front = front
         self._transport: asyncio.Transport | None = None
         self._head = b""  # what arrived and is not yet answered: the next request's bytes
-        self._timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
         self._stream = False
         self._served = False
@@ -334,22 +357,18 @@ class _Connection(asyncio.Protocol):
             protocol.data_received(data)
 
     def _arm(self, timeout: float) -> None:
-        self._stop_timer()
-        self._timer = asyncio.get_running_loop().call_later(timeout, self._expire)
+        self._front.arm(self, timeout)
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
         """No whole request in time: an idle keep-alive connection closes; a partial
         request goes to aiohttp, with its own limits."""
-        self._timer = None
         if self._served and not self._head and self._transport is not None:
             self._transport.close()
         else:
             self._hand_over()
 
     def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._front.disarm(self)
 
     @property
     def streaming(self) -> bool:

@@ -136,11 +136,7 @@ async def _settle(hub: Hub, sub: Subscription, subscribed: asyncio.Future[Any]) 
     """
     settle = sub.from_now
     if settle and not subscribed.done():
-        try:
-            async with asyncio.timeout(_SUBSCRIBE_WAIT):
-                await asyncio.shield(subscribed)
-        except TimeoutError:
-            settle = False
+        settle = await hub.fanout.wait_subscribed(subscribed, _SUBSCRIBE_WAIT)
     resyncs = sub.resyncs
     await sub.take_positions(hub.broker)  # reads only the positions the client did not give
     if settle:

@@ -328,3 +328,18 @@ def test_a_publish_head_the_front_reads() -> None:
     assert parsed is not None
     assert parsed.length == 17
     assert parsed.headers["Idempotency-Key"] == "k1"
+
+
+async def test_a_head_not_complete_in_time_goes_to_aiohttp(
+    hub: HubClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(front_module, "HEAD_TIMEOUT", 0.2)
+    monkeypatch.setattr(front_module, "SWEEP", 0.1)
+    request = _get(hub.subscriber_token("oli"))
+    reader, writer = await _raw(hub, request[:20])
+    await _until(lambda: not _front(hub).connections)  # handed over
+    writer.write(request[20:])
+    head = await _head(reader)
+    assert head.startswith("HTTP/1.1 200 OK\r\n")
+    assert "aiohttp" in head
+    writer.close()

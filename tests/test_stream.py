@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from hub.broker.base import HistoryPage
 from hub.broker.memory import MemoryBroker
 from hub.config import Settings
 from hub.cursor import Position, channel_tag, decode, encode, encode_part
+from hub.fanout import FanOut
 from hub.subscription import Subscription
 from tests.conftest import HubClient, MakeHub
 from tests.sse_client import Event
@@ -336,3 +338,23 @@ async def test_a_resync_asked_for_while_the_position_is_read_keeps_the_backfill_
     await plain.take_positions(MemoryBroker(Settings()))
     plain.settle(resyncs)
     assert not plain.needs_sync  # without a reconnect, no backfill is due
+
+
+async def test_the_wait_for_a_subscription_is_bounded_by_the_tick() -> None:
+    fanout = FanOut(MemoryBroker(Settings()))
+    loop = asyncio.get_running_loop()
+    pending, confirmed, failed = (loop.create_future() for _ in range(3))
+    never = fanout.wait_subscribed(pending, 0.5)
+    yes = fanout.wait_subscribed(confirmed, 0.5)
+    no = fanout.wait_subscribed(failed, 0.5)
+    confirmed.set_result(None)
+    failed.set_exception(ConnectionError("lost"))
+    await asyncio.sleep(0)
+    assert (yes.result(), no.result()) == (True, False)
+    fanout.tick(loop.time(), 30)  # before the deadline: still waiting
+    assert not never.done()
+    fanout.tick(loop.time() + 0.5, 30)
+    assert never.result() is False
+    pending.set_result(None)  # too late: the answer stays
+    await asyncio.sleep(0)
+    assert never.result() is False
