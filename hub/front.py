@@ -44,8 +44,10 @@ _PREFIXES = (b"GET /events", b"POST /publish ")
 # Heads larger than this, or not complete in time, go to aiohttp and its limits.
 MAX_HEAD = 8192
 HEAD_TIMEOUT = 10.0
-# An idle keep-alive connection is closed after this long (aiohttp's default).
-KEEP_ALIVE = 75.0
+# An idle keep-alive connection is closed after this long (as aiohttp's default).
+KEEP_ALIVE = 3630.0
+# Pipelined bytes read while a publish is answered; beyond this the kernel holds the rest.
+_MAX_WAITING = 65536
 # How often the front looks for connections past their deadline (one timer for all).
 SWEEP = 1.0
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -53,7 +55,7 @@ _FIELD_VALUE = re.compile(rb"[\t\x20-\x7e]*")
 _TARGET = re.compile(rb"/events(\?[\x21-\x22\x24-\x7e]*)?")
 # Requests with these are passed on: a body, a protocol change, or a browser's (CORS).
 _PASSED_ON = ("Content-Length", "Transfer-Encoding", "Upgrade", "Expect")
-_PUBLISH_PASSED_ON = ("Transfer-Encoding", "Upgrade", "Expect", "Origin")
+_PUBLISH_PASSED_ON = ("Transfer-Encoding", "Content-Encoding", "Upgrade", "Expect", "Origin")
 # aiohttp's own limits: a head beyond them is passed on for aiohttp to refuse.
 _MAX_FIELD = 8190
 _MAX_FIELDS = 128
@@ -75,6 +77,8 @@ class Front:
         self.hub = hub
         # Connections still ours (not handed to aiohttp): idle ones are closed on shutdown.
         self.connections: set[_Connection] = set()
+        # Publishes being answered, until they finish (even when their client has left).
+        self.publishing: set[asyncio.Task[None]] = set()
         self.closing = False
         self._loop = asyncio.get_running_loop()
         # Connections waiting for a request, with their deadlines: one sweeping timer
@@ -123,13 +127,15 @@ class Front:
         self.closing = True
         for connection in list(self.connections):
             connection.close_if_idle()
-        tasks = [c.task for c in self.connections if c.task is not None]
+        tasks = {c.task for c in self.connections if c.task is not None} | self.publishing
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=timeout)
             for connection in [c for c in self.connections if c.task in late]:
-                connection.abort()  # connection_lost cancels its task
+                connection.abort()  # connection_lost cancels a stream's task
+            for task in late:
+                task.cancel()  # as aiohttp does with handlers at the deadline
         left = None if deadline is None else max(0.0, deadline - loop.time())
         await self._server.shutdown(left)
         if self._sweeping is not None:
@@ -259,6 +265,7 @@ class _Connection(asyncio.Protocol):
     answers JSON publishes, or hands the connection to aiohttp."""
 
     __slots__ = (
+        "_body",
         "_drained",
         "_front",
         "_head",
@@ -275,7 +282,10 @@ class _Connection(asyncio.Protocol):
     def __init__(self, front: Front) -> None:
         self._front = front
         self._transport: asyncio.Transport | None = None
-        self._head = b""  # what arrived and is not yet answered: the next request's bytes
+        # What arrived and is not yet answered: the next request's bytes.
+        self._head = bytearray()
+        # A publish whose body is on its way: its head, where the body starts and ends.
+        self._body: tuple[_Head, int, int] | None = None
         self.task: asyncio.Task[None] | None = None
         self._stream = False
         self._served = False
@@ -295,15 +305,22 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._stream:
             return  # a stream's client has nothing more to say; what it sends is ignored
+        if self._served and not self._head and self.task is None:
+            self._arm(HEAD_TIMEOUT)  # a new request on a kept-alive connection
         self._head += data
         if self.task is None:
             self._read()
-        elif len(self._head) > MAX_HEAD + self._front.hub.settings.max_body_bytes:
-            # Pipelined requests wait for the answer before them; this much waits unread.
-            self._pause_reading()
+        elif len(self._head) > _MAX_WAITING:
+            self._pause_reading()  # pipelined requests wait for the answer before them
 
     def _read(self) -> None:
         head = self._head
+        if self._body is not None:  # only the body's length is checked until it is all here
+            waiting, start, size = self._body
+            if len(head) >= size:
+                self._body = None
+                self._begin(waiting, bytes(head[start:size]), size)
+            return
         if not any(head.startswith(p) or p.startswith(head) for p in _PREFIXES):
             self._hand_over()
             return
@@ -312,7 +329,7 @@ class _Connection(asyncio.Protocol):
             if len(head) > MAX_HEAD:
                 self._hand_over()
             return
-        request = parse_head(head[:end]) if end + 4 <= MAX_HEAD else None
+        request = parse_head(bytes(head[:end])) if end + 4 <= MAX_HEAD else None
         if request is None:
             self._hand_over()
         elif request.length < 0:
@@ -320,11 +337,18 @@ class _Connection(asyncio.Protocol):
         elif request.length > self._front.hub.settings.max_body_bytes:
             self._hand_over()  # aiohttp answers 413
         elif len(head) >= (size := end + 4 + request.length):
-            self._stop_timer()
-            self._head = head[size:]
-            task = self._answer(request, head[end + 4 : size])
-            self.task = asyncio.get_running_loop().create_task(task)
-        # else: the body is on its way
+            self._begin(request, bytes(head[end + 4 : size]), size)
+        else:
+            self._body = (request, end + 4, size)
+
+    def _begin(self, request: _Head, body: bytes, size: int) -> None:
+        """Answer a publish read whole (its `size` bytes leave the buffer)."""
+        self._stop_timer()
+        del self._head[:size]
+        task = asyncio.get_running_loop().create_task(self._answer(request, body))
+        self.task = task
+        self._front.publishing.add(task)
+        task.add_done_callback(self._front.publishing.discard)
 
     def _open(self, request: _Head, alone: bool) -> None:
         if not alone or self._served:
@@ -350,7 +374,7 @@ class _Connection(asyncio.Protocol):
         protocol = self._front.aiohttp_protocol()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
-        data, self._head = self._head, b""
+        data, self._head = bytes(self._head), bytearray()
         if self._reading_paused:
             transport.resume_reading()
         if data:
@@ -362,8 +386,8 @@ class _Connection(asyncio.Protocol):
     def expire(self) -> None:
         """No whole request in time: an idle keep-alive connection closes; a partial
         request goes to aiohttp, with its own limits."""
-        if self._served and not self._head and self._transport is not None:
-            self._transport.close()
+        if self._served and (self._paused or not self._head) and self._transport is not None:
+            self._transport.close()  # idle, or its client stopped reading answers
         else:
             self._hand_over()
 
@@ -400,10 +424,8 @@ class _Connection(asyncio.Protocol):
         self._paused = False
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
-        if not self._stream and self._reading_paused and self.task is None:
-            self._reading_paused = False
-            if self._transport is not None:
-                self._transport.resume_reading()
+        if not self._stream and self._served and self.task is None:
+            self._next()
 
     # -- publishes ----------------------------------------------------------------------------
 
@@ -434,15 +456,24 @@ class _Connection(asyncio.Protocol):
         self._log_access("POST", "/publish", status, time.monotonic() - started)
         if close:
             transport.close()
-        elif self._paused:
-            self._pause_reading()  # the client reads no answers: read nothing more till it does
         else:
-            if self._reading_paused:
-                self._reading_paused = False
-                transport.resume_reading()
-            self._arm(HEAD_TIMEOUT if self._head else KEEP_ALIVE)
-            if self._head:
-                self._read()
+            self._next()
+
+    def _next(self) -> None:
+        """After an answer: the next request, once the client reads answers again."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if self._paused:
+            self._pause_reading()  # resume_writing comes back here
+            self._arm(KEEP_ALIVE)
+            return
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+        self._arm(HEAD_TIMEOUT if self._head else KEEP_ALIVE)
+        if self._head:
+            self._read()
 
     # -- the stream ---------------------------------------------------------------------------
 
@@ -489,7 +520,7 @@ class _Connection(asyncio.Protocol):
             if hasattr(socket, "TCP_USER_TIMEOUT"):
                 millis = int(self._timeout * 1000)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, millis)
-        self._head = b""  # kept until now for a hand-over
+        self._head = bytearray()  # kept until now for a hand-over
 
     async def write(self, data: bytes) -> None:
         transport = self._transport

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
@@ -103,7 +104,8 @@ async def counted(hub: Hub, work: Awaitable[T]) -> T:
 
 async def publish(request: web.Request) -> web.Response:
     hub = request.app[HUB]
-    return await counted(hub, _publish(request, hub))
+    # Shielded: a publish whose client leaves still completes (as the lean front's do).
+    return await asyncio.shield(counted(hub, _publish(request, hub)))
 
 
 async def _publish(request: web.Request, hub: Hub) -> web.Response:

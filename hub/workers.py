@@ -9,14 +9,30 @@ restarts a worker that died, and passes SIGTERM/SIGINT on for a clean drain.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from types import FrameType
 
 log = logging.getLogger("hub")
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent(parent: int) -> None:
+    """On Linux a worker is sent SIGTERM (and drains) if the supervisor dies, even by
+    SIGKILL: no orphaned workers keep the port."""
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # the supervisor died before the call
+        os.kill(os.getpid(), signal.SIGTERM)
+
 
 # A worker that dies within this many seconds of starting is restarted after a pause.
 _QUICK_DEATH = 5.0
@@ -32,10 +48,12 @@ class Supervisor:
         self._stopping = False
 
     def _fork(self, number: int) -> None:
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker: default signal handling, then a whole hub
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            _end_with_parent(parent)
             code = 1
             try:
                 code = self._run_worker(number)

@@ -4,7 +4,9 @@ both answer alike."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -340,6 +342,87 @@ async def test_a_head_not_complete_in_time_goes_to_aiohttp(
     await _until(lambda: not _front(hub).connections)  # handed over
     writer.write(request[20:])
     head = await _head(reader)
+    assert head.startswith("HTTP/1.1 200 OK\r\n")
+    assert "aiohttp" in head
+    writer.close()
+
+
+async def test_pipelined_publishes_to_a_client_slow_to_read_are_all_answered(
+    hub: HubClient,
+) -> None:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((hub.client.host, hub.client.port))
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(_post(None, b"{}"))
+    await _answer(reader)
+    (connection,) = _front(hub).connections
+    transport = connection._transport
+    assert transport is not None
+    transport.set_write_buffer_limits(high=2048)  # answers back up at once
+    transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    count = 2000
+    writer.write(_post(None, b"{}") * count)  # unauthorized: each answer is a problem
+    await asyncio.sleep(0.5)  # the client reads nothing meanwhile
+    statuses = [(await _answer(reader))[1]["status"] for _ in range(count)]
+    assert statuses == [401] * count
+    writer.write(_post(hub.publisher_token(), _message("pam", "after")))  # still served
+    head, answer = await _answer(reader)
+    assert head.startswith("HTTP/1.1 200 OK\r\n")
+    assert "user:pam" in answer["ids"]
+    writer.close()
+
+
+async def test_a_compressed_publish_is_read_by_aiohttp(hub: HubClient) -> None:
+    stream = await hub.subscribe("quin")
+    body = gzip.compress(_message("quin", "zipped"))
+    reader, writer = await _raw(
+        hub, _post(hub.publisher_token(), body, "Content-Encoding: gzip\r\n")
+    )
+    head, _ = await _answer(reader)
+    assert head.startswith("HTTP/1.1 200 OK\r\n")
+    assert (await stream.next()).data == "zipped"
+    writer.close()
+    stream.close()
+
+
+async def test_bodies_in_many_pieces_then_a_stream_on_the_same_connection(
+    hub: HubClient,
+) -> None:
+    stream = await hub.subscribe("rex")
+    token = hub.publisher_token()
+    big = _message("rex", "y" * 50000)
+    data = _post(token, big) + _post(token, _message("rex", "small"))
+    pieces = [data[i : i + 1000] for i in range(0, len(data), 1000)]
+    reader, writer = await _raw(hub, *pieces)
+    for _ in range(2):
+        head, _ = await _answer(reader)
+        assert head.startswith("HTTP/1.1 200 OK\r\n")
+        assert "aiohttp" not in head
+    assert [len(e.data) for e in await stream.take(2)] == [50000, 5]
+    # A stream asked for after publishes is aiohttp's (the front streams fresh connections).
+    writer.write(_get(hub.subscriber_token("rex")))
+    head = await _head(reader)
+    assert head.startswith("HTTP/1.1 200 OK\r\n")
+    assert "aiohttp" in head
+    writer.close()
+    stream.close()
+
+
+async def test_a_partial_request_after_a_kept_alive_answer_goes_to_aiohttp_in_time(
+    hub: HubClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(front_module, "HEAD_TIMEOUT", 0.2)
+    monkeypatch.setattr(front_module, "SWEEP", 0.1)
+    reader, writer = await _raw(hub, _post(hub.publisher_token(), _message("sal", "x")))
+    await _answer(reader)
+    body = _message("sal", "y")
+    request = _post(hub.publisher_token(), body)
+    writer.write(request[:30])
+    await _until(lambda: not _front(hub).connections)  # handed over well before KEEP_ALIVE
+    writer.write(request[30:])
+    head, _ = await _answer(reader)
     assert head.startswith("HTTP/1.1 200 OK\r\n")
     assert "aiohttp" in head
     writer.close()

@@ -97,3 +97,14 @@ def _gone(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return state == "Z"
+
+
+def test_workers_end_when_the_supervisor_is_killed(
+    start_hub: StartHub, redis_server: RedisServer
+) -> None:
+    hub = _workers(start_hub, redis_server, "workers3:")
+    workers = _children(hub)
+    assert len(workers) == 2
+    hub.process.kill()  # SIGKILL: the supervisor forwards nothing
+    hub.process.wait(30)
+    _until(lambda: all(_gone(pid) for pid in workers), "the orphaned workers to end")
