@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import logging
-import re
+from urllib.parse import unquote_plus
 
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
-_TOKEN = re.compile(r"(?<=[?&]token=)[^&]*")
-
 
 def redact(path: str) -> str:
-    return _TOKEN.sub("***", path)
+    """`path` with every `token` query value replaced by ***, however its name is
+    spelled (`?%74oken=` is read as `token` too)."""
+    base, question, query = path.partition("?")
+    if not question or "=" not in query:
+        return path
+    pairs = []
+    for pair in query.split("&"):
+        name, equals, _ = pair.partition("=")
+        pairs.append(f"{name}=***" if equals and unquote_plus(name) == "token" else pair)
+    return f"{base}?{'&'.join(pairs)}"
 
 
 def log_access(

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from hub import front as front_module
+from hub.accesslog import redact
 from hub.front import Front, parse_head
 from tests.conftest import HubClient, MakeHub
 
@@ -418,3 +419,18 @@ async def test_a_partial_request_after_a_kept_alive_answer_goes_to_aiohttp_in_ti
     assert head.startswith("HTTP/1.1 200 OK\r\n")
     assert "aiohttp" in head
     writer.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "logged"),
+    [
+        ("/events?token=abc", "/events?token=***"),
+        ("/events?topic=a&token=abc&lastEventId=1", "/events?topic=a&token=***&lastEventId=1"),
+        ("/events?%74oken=abc", "/events?%74oken=***"),  # the same key, percent-encoded
+        ("/events?tok%65n=a&token=b", "/events?tok%65n=***&token=***"),
+        ("/events?tokens=abc&xtoken=d", "/events?tokens=abc&xtoken=d"),
+        ("/events", "/events"),
+    ],
+)
+def test_tokens_never_reach_the_access_log(path: str, logged: str) -> None:
+    assert redact(path) == logged
