@@ -116,17 +116,20 @@ class Front:
         return self._server()
 
     def pre_shutdown(self) -> None:
+        self._close_idle()
+        self._server.pre_shutdown()
+
+    def _close_idle(self) -> None:
+        """No more requests: connections with nothing in flight close now, the others
+        after their answer."""
         self.closing = True
         for connection in list(self.connections):
             connection.close_if_idle()
-        self._server.pre_shutdown()
 
     async def shutdown(self, timeout: float | None = None) -> None:
         """Waits for the streams the drain ended to write their last frames and for publishes
         in flight to be answered, then for aiohttp's connections."""
-        self.closing = True
-        for connection in list(self.connections):
-            connection.close_if_idle()
+        self._close_idle()
         tasks = {c.task for c in self.connections if c.task is not None} | self.publishing
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
