@@ -105,6 +105,8 @@ def test_workers_end_when_the_supervisor_is_killed(
     hub = _workers(start_hub, redis_server, "workers3:")
     workers = _children(hub)
     assert len(workers) == 2
+    # Both serving (not still starting up) when their supervisor dies.
+    _until(lambda: hub.stderr.read_text().count("listening on") == 2, "both workers listening")
     hub.process.kill()  # SIGKILL: the supervisor forwards nothing
     hub.process.wait(30)
-    _until(lambda: all(_gone(pid) for pid in workers), "the orphaned workers to end")
+    _until(lambda: all(_gone(pid) for pid in workers), "the orphaned workers to end", 60)
