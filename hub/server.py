@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import secrets
 import signal
@@ -92,6 +93,17 @@ def serve(settings: Settings) -> int:
     return _run(settings, reuse_port=False)
 
 
+# Young collections less often: the hub's garbage is freed by reference counting, and
+# each collection walks thousands of streams' objects (7% of the hub's CPU in unicast).
+_GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def _tune_gc() -> None:
+    """What start-up built lives as long as the process: never scanned by the collector."""
+    gc.freeze()
+    gc.set_threshold(*_GC_THRESHOLDS)
+
+
 def _run(settings: Settings, reuse_port: bool) -> int:
     with asyncio.Runner(loop_factory=lambda: event_loop(settings)) as runner:
         runner.run(_serve(settings, reuse_port))
@@ -117,6 +129,7 @@ async def _serve(settings: Settings, reuse_port: bool) -> None:
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
         await site.start()
         log.info("listening on http://%s:%d", settings.host, settings.port)
+        _tune_gc()
         await stop.wait()
         log.info("stopping")
     finally:

@@ -21,10 +21,11 @@ class Event:
 @dataclass
 class SSEStream:
     response: ClientResponse
-    last_id: str = ""
+    last_id: str = ""  # as EventSource's: taken from the id buffer when a block completes
     retry: int | None = None
     comments: list[str] = field(default_factory=list)
     aborted: bool = False  # the server cut the connection instead of ending the stream
+    _id_buffer: str = ""
     _buffer: bytes = b""
     _eof: bool = False
 
@@ -44,8 +45,8 @@ class SSEStream:
             if not chunk:
                 self._eof = True
                 self.response.close()  # the stream is over: give the connection back
-                if self._buffer:
-                    self._buffer += b"\n"
+                # A last line without its end was cut off (a lone CR is a whole end).
+                self._buffer = self._buffer + b"\n" if self._buffer.endswith(b"\r") else b""
             self._buffer += chunk
 
     async def next(self, timeout: float = 10.0) -> Event:
@@ -57,6 +58,8 @@ class SSEStream:
             if line is None:
                 raise EOFError("stream ended")
             if line == "":
+                # An event cut off before its blank line sets nothing: a resume repeats it.
+                self.last_id = self._id_buffer
                 if data:
                     return Event(self.last_id, event or "message", "\n".join(data))
                 event = ""
@@ -71,7 +74,7 @@ class SSEStream:
             elif name == "event":
                 event = value
             elif name == "id" and "\0" not in value:
-                self.last_id = value
+                self._id_buffer = value
             elif name == "retry" and value.isdigit():
                 self.retry = int(value)
 
@@ -89,8 +92,9 @@ class SSEStream:
             if name == "retry":
                 self.retry = int(value)
             elif name == "id":
-                self.last_id = value.removeprefix(" ")
+                self._id_buffer = value.removeprefix(" ")
             elif line == "" and self.retry is not None:
+                self.last_id = self._id_buffer
                 return
 
     async def wait_comment(self, text: str, timeout: float = 10.0) -> None:

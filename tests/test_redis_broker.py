@@ -122,3 +122,45 @@ async def test_a_malformed_live_message_is_dropped_and_the_reader_lives_on(
     await sink.wait_for(1)
     assert [entry.data for _, _, entry in sink.delivered] == ["fine"]
     assert await hub_broker.ready()
+
+
+async def test_the_pubsub_link_authenticates_with_the_url_password(own_redis: RedisServer) -> None:
+    async with Redis.from_url(own_redis.url) as admin:
+        await admin.config_set("requirepass", "s3cret")
+    url = f"redis://:s3cret@127.0.0.1:{own_redis.port}/2"
+    broker = RedisBroker(dataclasses.replace(Settings(), redis_url=url))
+    sink = RecordingSink()
+    await broker.start(sink)
+    try:
+        async with asyncio.timeout(10):
+            await broker.subscribe("user:p")
+        assert await broker.ready()
+        await _delivered_live(sink, broker, "user:p")
+        assert broker.reconnects == 0
+    finally:
+        await broker.close()
+
+
+async def test_a_refused_subscribe_drops_the_link_rather_than_serve_nothing(
+    own_redis: RedisServer,
+) -> None:
+    """An ACL that forbids a channel: the refusal is not ignored (the link is dropped and
+    made again, so the operator sees it), and a permitted channel is served meanwhile."""
+    async with Redis.from_url(own_redis.url) as admin:
+        await admin.execute_command(  # type: ignore[no-untyped-call]
+            "ACL", "SETUSER", "hub", "on", ">pw", "~*", "resetchannels", "&hub:{user:ok}",
+            "+@all",
+        )  # fmt: skip
+    url = f"redis://hub:pw@127.0.0.1:{own_redis.port}"
+    broker = RedisBroker(dataclasses.replace(Settings(), redis_url=url, key_prefix="hub:"))
+    sink = RecordingSink()
+    await broker.start(sink)
+    try:
+        await broker.subscribe("user:ok")
+        await _delivered_live(sink, broker, "user:ok")
+        broker.subscribe("user:forbidden")
+        async with asyncio.timeout(10):
+            while broker.reconnects < 1:
+                await asyncio.sleep(0.02)
+    finally:
+        await broker.close()

@@ -1,25 +1,29 @@
-"""One Redis connection for the hub's commands, pipelined.
+"""Connections to Redis of the hub's own: one for commands, pipelined, and the pub/sub link.
 
 Every call is written at once (calls made in the same turn of the event loop
 go out in one write) and replies are matched to calls in order: no pool, no
 lock and no timer per call. One watchdog per connection drops the connection
 when the oldest call has had no answer for the timeout, failing every call
 in flight (after a lost reply, later replies could no longer be matched).
-A lost connection fails its calls; the next call connects again.
+A lost connection fails its calls; the next call connects again. A link that
+`listen`s hands every reply to one callback as it is parsed (pub/sub pushes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import ssl
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
 from redis.exceptions import ResponseError
+
+log = logging.getLogger(__name__)
 
 Arg = str | bytes | int
 
@@ -74,7 +78,7 @@ def _tls_context(options: dict[str, Any]) -> ssl.SSLContext:
     return context
 
 
-class _Link(asyncio.Protocol):
+class Link(asyncio.Protocol):
     """One TCP (or Unix socket) connection: writes commands, matches replies in order."""
 
     def __init__(self, timeout: float) -> None:
@@ -82,11 +86,13 @@ class _Link(asyncio.Protocol):
         self._timeout = timeout
         self._reader = hiredis.Reader(replyError=ResponseError)
         self._waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
+        self._on_reply: Callable[[Any], None] = self._match
         self._out: list[bytes] = []
         self._transport: asyncio.Transport | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         self._timed_out = False
         self.lost = False
+        self.ended: asyncio.Future[None] = self._loop.create_future()
 
     def send(self, command: bytes) -> asyncio.Future[Any]:
         if self.lost:
@@ -99,6 +105,15 @@ class _Link(asyncio.Protocol):
         if self._watchdog is None:
             self._watchdog = self._loop.call_later(self._timeout, self._watch)
         return future
+
+    def listen(self, handler: Callable[[Any], None]) -> None:
+        """From now on every reply goes to `handler` (subscribed mode: replies are pushes)."""
+        self._on_reply = handler
+
+    def write(self, command: bytes) -> None:
+        """Sends without awaiting a reply (what `listen` is for)."""
+        if self._transport is not None and not self.lost:
+            self._transport.write(command)
 
     def _flush(self) -> None:
         if self._transport is not None and not self.lost:
@@ -122,16 +137,24 @@ class _Link(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
         try:
-            while (reply := self._reader.gets()) is not False:
-                future, _ = self._waiting.popleft()
-                if future.done():
-                    continue
-                if isinstance(reply, ResponseError):
-                    future.set_exception(reply)
-                else:
-                    future.set_result(reply)
+            while not self.lost and (reply := self._reader.gets()) is not False:
+                self._on_reply(reply)
         except (hiredis.ProtocolError, IndexError):  # not Redis speaking, or a reply too many
             self.close()
+        except Exception:
+            # A failing listener must not take the event loop's reader down: drop the link
+            # (its owner reconnects), as for any other surprise on it.
+            log.exception("handling a reply from Redis failed; dropping the connection")
+            self.close()
+
+    def _match(self, reply: Any) -> None:
+        future, _ = self._waiting.popleft()
+        if future.done():
+            return
+        if isinstance(reply, ResponseError):
+            future.set_exception(reply)
+        else:
+            future.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -143,6 +166,8 @@ class _Link(asyncio.Protocol):
             future, _ = self._waiting.popleft()
             if not future.done():
                 future.set_exception(failure("no answer from Redis (connection lost)"))
+        if not self.ended.done():
+            self.ended.set_result(None)
 
     def close(self) -> None:
         self.lost = True
@@ -157,8 +182,8 @@ class Commands:
         self._options = parse_url(url)
         self._tls = url.startswith("rediss://")
         self._timeout = timeout
-        self._link: _Link | None = None
-        self._connecting: asyncio.Task[_Link] | None = None
+        self._link: Link | None = None
+        self._connecting: asyncio.Task[Link] | None = None
 
     async def call(self, *args: Arg) -> Any:
         link = self._link
@@ -174,40 +199,15 @@ class Commands:
                 raise
         return await self.call("EVAL", script.source, len(keys), *keys, *args)
 
-    async def _connect(self) -> _Link:
+    async def _connect(self) -> Link:
         # Concurrent calls share one attempt; a failed attempt is not reused.
         if self._connecting is None or self._connecting.done():
             self._connecting = asyncio.get_running_loop().create_task(self._open())
         return await asyncio.shield(self._connecting)
 
-    async def _open(self) -> _Link:
-        loop = asyncio.get_running_loop()
-        options = self._options
-        link = _Link(self._timeout)
-        async with asyncio.timeout(self._timeout):
-            if "path" in options:
-                await loop.create_unix_connection(lambda: link, options["path"])
-            else:
-                await loop.create_connection(
-                    lambda: link,
-                    options["host"],
-                    options["port"],
-                    ssl=_tls_context(options) if self._tls else None,
-                )
-            try:
-                if options.get("password"):
-                    user = [options["username"]] if options.get("username") else []
-                    await link.send(encode(["AUTH", *user, options["password"]]))
-                if options.get("db"):
-                    await link.send(encode(["SELECT", options["db"]]))
-            except ResponseError as exc:
-                link.close()  # a wrong password or database: Redis is not usable, as if down
-                raise ConnectionError(f"Redis refused the connection: {exc}") from exc
-            except BaseException:
-                link.close()
-                raise
-        self._link = link
-        return link
+    async def _open(self) -> Link:
+        self._link = await connect(self._options, self._tls, self._timeout)
+        return self._link
 
     async def close(self) -> None:
         if self._connecting is not None and not self._connecting.done():
@@ -215,3 +215,33 @@ class Commands:
         if self._link is not None:
             self._link.close()
             self._link = None
+
+
+async def connect(options: dict[str, Any], tls: bool, timeout: float) -> Link:
+    """A link to the Redis `options` name (see `parse_url`), authenticated, its database
+    selected; ConnectionError when Redis refuses the password or database."""
+    loop = asyncio.get_running_loop()
+    link = Link(timeout)
+    async with asyncio.timeout(timeout):
+        if "path" in options:
+            await loop.create_unix_connection(lambda: link, options["path"])
+        else:
+            await loop.create_connection(
+                lambda: link,
+                options["host"],
+                options["port"],
+                ssl=_tls_context(options) if tls else None,
+            )
+        try:
+            if options.get("password"):
+                user = [options["username"]] if options.get("username") else []
+                await link.send(encode(["AUTH", *user, options["password"]]))
+            if options.get("db"):
+                await link.send(encode(["SELECT", options["db"]]))
+        except ResponseError as exc:
+            link.close()  # a wrong password or database: Redis is not usable, as if down
+            raise ConnectionError(f"Redis refused the connection: {exc}") from exc
+        except BaseException:
+            link.close()
+            raise
+    return link

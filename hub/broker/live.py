@@ -5,6 +5,8 @@ marks the new connection live; the sink is then told to resync, so every local
 subscriber re-reads history from its last sent entry. A reconnect can never
 silently lose entries. Subscribing also ends with a PING: its reply proves the
 SUBSCRIBE is in effect, after which history can be read without a gap.
+Messages are handled as hiredis parses them, in the socket's read callback:
+no await and no task switch per message.
 """
 
 from __future__ import annotations
@@ -12,21 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections.abc import Callable
 
-from redis.asyncio.connection import AbstractConnection, ConnectionPool
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import ResponseError
 
 from hub.broker.base import Entry, LiveSink
+from hub.broker.commands import Link, connect, encode, parse_url
 from hub.broker.keys import Keys
 
 log = logging.getLogger(__name__)
 
-_LOST = (RedisConnectionError, RedisTimeoutError, OSError, ConnectionError)
 _MAX_BACKOFF = 2.0
+_CONNECT_TIMEOUT = 5.0
 
 
 class LiveConnection:
@@ -38,7 +37,8 @@ class LiveConnection:
         health_interval: float = 5.0,
         on_reconnect: Callable[[], None] | None = None,
     ) -> None:
-        self._pool = ConnectionPool.from_url(url, protocol=2)
+        self._options = parse_url(url)
+        self._tls = url.startswith("rediss://")
         self._keys = keys
         self._sink = sink
         self._health_interval = health_interval
@@ -56,8 +56,7 @@ class LiveConnection:
         self._unsent: list[tuple[str, asyncio.Future[None]]] = []
         self._token = 0
         self._live_token = -1
-        self._conn: AbstractConnection | None = None  # attached: subscribed and read
-        self._current: AbstractConnection | None = None  # the latest, connected or not
+        self._link: Link | None = None  # attached: subscribed and read
         self._alive = False
         self._connected_once = False
         self._last_pong = 0.0
@@ -77,7 +76,6 @@ class LiveConnection:
         ]
 
     async def close(self) -> None:
-        # The flag as well as cancel(): redis-py may absorb a cancellation mid-send.
         self._closing = True
         self._kick.set()
         for task in self._tasks:
@@ -85,9 +83,6 @@ class LiveConnection:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._current is not None:
-            await self._current.disconnect(nowait=True)
-        await self._pool.disconnect()
         for waiters in [*self._waiting.values(), self._unsent]:
             for _, future in waiters:
                 future.cancel()
@@ -116,36 +111,29 @@ class LiveConnection:
         self._kick.set()
 
     async def _read_loop(self) -> None:
+        """Connect, and reconnect whenever the link is lost; replies are handled as parsed."""
         backoff = 0.05
         while not self._closing:
-            conn = self._pool.make_connection()  # type: ignore[no-untyped-call]
-            self._current = conn
             try:
-                try:
-                    await conn.connect()
-                except _LOST as exc:
-                    log.warning("pub/sub connection to Redis failed: %s", exc)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, _MAX_BACKOFF)
-                    continue
-                backoff = 0.05
-                self._attach(conn)
-                try:
-                    while True:
-                        self._handle(await conn.read_response(timeout=math.inf))
-                except (*_LOST, RedisError) as exc:
-                    log.warning("pub/sub connection to Redis lost: %s", exc)
-                except Exception:
-                    # Never let the reader die: anything unexpected counts as a lost link.
-                    log.exception("pub/sub reader failed; reconnecting")
-                finally:
-                    self._detach()
+                link = await connect(self._options, self._tls, _CONNECT_TIMEOUT)
+            except (OSError, TimeoutError) as exc:  # ConnectionError included
+                log.warning("pub/sub connection to Redis failed: %s", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+                continue
+            backoff = 0.05
+            link.listen(self._handle)
+            self._attach(link)
+            try:
+                await link.ended
+                log.warning("pub/sub connection to Redis lost")
             finally:
-                await conn.disconnect(nowait=True)
+                self._detach()
+                link.close()
 
-    def _attach(self, conn: AbstractConnection) -> None:
+    def _attach(self, link: Link) -> None:
         """A new connection: everything must be subscribed again, then resynced."""
-        self._conn = conn
+        self._link = link
         self._on_server = set()
         self._dirty = set(self._refs)
         self._confirmed = set()
@@ -160,11 +148,17 @@ class LiveConnection:
         self._kick.set()
 
     def _detach(self) -> None:
-        self._conn = None
+        self._link = None
         self._alive = False
         self._confirmed = set()
 
     def _handle(self, reply: object) -> None:
+        if isinstance(reply, ResponseError):
+            # A refused SUBSCRIBE (an ACL, say) must not leave channels silently unserved.
+            log.warning("Redis refused a pub/sub command: %s; reconnecting", reply)
+            if self._link is not None:
+                self._link.close()
+            return
         if isinstance(reply, bytes) and reply.isdigit():
             self._pong(int(reply))  # PING outside subscribed mode answers with a plain string
             return
@@ -203,8 +197,8 @@ class LiveConnection:
         while not self._closing:
             await self._kick.wait()
             self._kick.clear()
-            conn = self._conn
-            if self._closing or conn is None or not conn.is_connected:
+            link = self._link
+            if self._closing or link is None or link.lost:
                 continue
             dirty, self._dirty = self._dirty, set()
             add = sorted(c for c in dirty if c in self._refs and c not in self._on_server)
@@ -224,29 +218,21 @@ class LiveConnection:
             commands = [("SUBSCRIBE", *map(self._keys.live, chunk)) for chunk in _chunks(add)]
             commands += [("UNSUBSCRIBE", *map(self._keys.live, chunk)) for chunk in _chunks(drop)]
             commands.append(("PING", str(token)))
-            for command in commands:
-                # Never through a connection the reader has let go: redis-py would reconnect it.
-                if conn is not self._conn or not conn.is_connected:
-                    break
-                try:
-                    await conn.send_command(*command)
-                except (*_LOST, AttributeError):
-                    # Lost, or closed by the reader mid-send (redis-py then has no writer):
-                    # the reader reconnects and subscribes everything again.
-                    break
+            # One write; a link lost meanwhile drops it, and the reconnect subscribes everything.
+            link.write(b"".join(encode(command) for command in commands))
 
     async def _health_loop(self) -> None:
         """PING regularly; a connection that stops answering is dropped and reconnected."""
         loop = asyncio.get_running_loop()
         while not self._closing:
             await asyncio.sleep(self._health_interval)
-            conn = self._conn
-            if conn is None:
+            link = self._link
+            if link is None:
                 continue
             if loop.time() - self._last_pong > 3 * self._health_interval:
                 log.warning("pub/sub connection to Redis stopped answering; reconnecting")
                 self._alive = False
-                await conn.disconnect(nowait=True)
+                link.close()
                 continue
             self._kick.set()
 
