@@ -76,10 +76,12 @@ class Started:
         """CPU seconds so far of the hub (with its workers) and of Redis."""
         return {name: sum(map(cpu_seconds, family(pid))) for name, pid in self.pids.items()}
 
-    def kernel_cpu(self) -> float:
-        """System CPU seconds so far of the hub and Redis together: the share of server
-        CPU spent in the kernel (socket calls, loopback TCP), out of the hub's reach."""
-        return sum(cpu_times(m)[1] for pid in self.pids.values() for m in family(pid))
+    def kernel_cpu(self, *names: str) -> float:
+        """System CPU seconds so far of the hub and Redis together (or of those named): the
+        share of server CPU spent in the kernel (socket calls, loopback TCP), out of the
+        hub's reach."""
+        pids = [pid for name, pid in self.pids.items() if name in names or not names]
+        return sum(cpu_times(m)[1] for pid in pids for m in family(pid))
 
     def stop(self) -> None:
         for process in self.processes:

@@ -83,15 +83,18 @@ async def _until(condition: Callable[[], bool], timeout: float = 60) -> None:
 
 async def idle(ctx: Context, streams: int) -> Result:
     rss_before, cpu_before = rss_kib(ctx.server.hub_pid), ctx.server.cpu()["hub"]
+    kernel_before = ctx.server.kernel_cpu("hub")
     opened = await _open_many(ctx, streams, lambda n: f"idle{n}", "", lambda d, t: None)
     await asyncio.sleep(1)
     rss_after, cpu_after = rss_kib(ctx.server.hub_pid), ctx.server.cpu()["hub"]
+    kernel = _share(ctx.server.kernel_cpu("hub") - kernel_before, cpu_after - cpu_before)
     for stream in opened:
         await stream.close()
     return {
         "streams": streams,
         "kib_per_idle_stream": round((rss_after - rss_before) / streams, 2),
         "cpu_s_to_accept": round(cpu_after - cpu_before, 2),
+        "kernel_share": round(kernel, 2),  # of the hub's CPU: accept, socket setup, epoll
     }
 
 

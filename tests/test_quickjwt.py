@@ -1,0 +1,169 @@
+"""The quick HS* path accepts only what PyJWT accepts, with the same claims."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hub.auth import mint
+from hub.quickjwt import QuickHS
+
+KEY = "a-key-long-enough-for-hs512-" * 3
+
+
+@dataclass(frozen=True)
+class _Ago:
+    """A time `seconds` before the token is made (negative: after), fixed only then."""
+
+    seconds: float
+
+
+def _resolved(claims: Any) -> Any:
+    if not isinstance(claims, dict):
+        return claims
+    now = int(time.time())
+    return {k: now - v.seconds if isinstance(v, _Ago) else v for k, v in claims.items()}
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+# Times well away from now, so the two checks, a moment apart, cannot disagree.
+_times: st.SearchStrategy[Any] = st.one_of(
+    st.sampled_from([_Ago(30), _Ago(-30), _Ago(7200.5), _Ago(-7200.5), None, True, False, "1"]),
+    st.integers(5, 86_400).map(_Ago),
+    st.integers(-86_400, -5).map(_Ago),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["1795000000", [], {}, 10**30]),
+)
+_anything = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.text(max_size=4), st.lists(st.text(max_size=2))
+)
+_NAMES = ["sub", "exp", "nbf", "iat", "aud", "jti", "iss", "topics"]
+_VALID = {"sub": "ann", "iat": _Ago(60), "exp": _Ago(-600), "topics": ["news"]}
+_values = st.one_of(_times, _anything)
+# A valid set with one claim changed or left out (each check reached), or anything at all.
+_claims = st.one_of(
+    st.tuples(st.sampled_from(_NAMES), _values).map(lambda nv: {**_VALID, nv[0]: nv[1]}),
+    st.sampled_from(list(_VALID)).map(lambda n: {k: v for k, v in _VALID.items() if k != n}),
+    st.dictionaries(st.sampled_from(_NAMES), _values, max_size=4),
+    _anything,
+)
+_headers = st.fixed_dictionaries(
+    {},
+    optional={
+        "alg": st.sampled_from(["HS256", "HS384", "none", "RS256", "", "hs256", 256]),
+        "typ": st.sampled_from(["JWT", "jwt", 1, None]),
+        "kid": _anything,
+        "crit": st.sampled_from([["b64"], ["x"], [], "b64"]),
+        "b64": st.booleans(),
+    },
+)
+# Mostly well-formed and well-signed, so that the claims' checks are reached often.
+_damage = st.sampled_from(
+    ["", "", "", "", "padded", "flipped", "four parts", "space", "no signature"]
+)
+
+
+def _token(header: Any, claims: Any, key: str, digest: str, damage: str) -> str:
+    payload = json.dumps(_resolved(claims)).encode()
+    signing_input = _b64(json.dumps(header).encode()) + "." + _b64(payload)
+    signature = _b64(hmac.new(key.encode(), signing_input.encode(), digest).digest())
+    token = f"{signing_input}.{signature}"
+    if damage == "padded":
+        token += "=="
+    elif damage == "flipped":
+        token = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    elif damage == "four parts":
+        token += ".e30"
+    elif damage == "space":
+        token = " " + token
+    elif damage == "no signature":
+        token = signing_input + "."
+    return token
+
+
+def _pyjwt(token: str, require_sub: bool) -> dict[str, Any] | None:
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token, KEY, algorithms=["HS256"], options={"require": ["sub"] if require_sub else []}
+        )
+    except jwt.InvalidTokenError:
+        return None
+    return claims
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    header=st.one_of(st.sampled_from([{"alg": "HS256"}, {"alg": "HS256", "typ": "JWT"}]), _headers),
+    claims=_claims,
+    key=st.sampled_from([KEY, KEY, KEY, KEY + "x"]),
+    digest=st.sampled_from(["sha256", "sha256", "sha256", "sha384"]),
+    damage=_damage,
+    require_sub=st.booleans(),
+)
+def test_what_the_quick_path_accepts_pyjwt_accepts_alike(
+    header: Any, claims: Any, key: str, digest: str, damage: str, require_sub: bool
+) -> None:
+    token = _token(header, claims, key, digest, damage)
+    quick = QuickHS(KEY, "HS256").claims(token, require_sub)
+    if quick is not None:
+        assert quick == _pyjwt(token, require_sub)
+
+
+_EDGES: list[tuple[str, Any]] = [
+    ("nbf", _Ago(-30)), ("iat", _Ago(-30)), ("exp", _Ago(30)), ("exp", _Ago(7200.5)),
+    ("exp", None), ("nbf", None), ("iat", None), ("exp", True), ("exp", "1"), ("nbf", []),
+    ("sub", 5), ("sub", None), ("jti", 5), ("jti", None), ("aud", "x"), ("aud", ""),
+    ("iss", 5), ("exp", 1e300), ("exp", 10**30), ("exp", float("inf")), ("nbf", float("nan")),
+]  # fmt: skip
+_PLAIN: list[tuple[str, Any]] = [
+    ("nbf", _Ago(30)),
+    ("iat", _Ago(30.5)),
+    ("exp", _Ago(-30)),
+    ("jti", "j1"),
+    ("iss", "x"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), _EDGES + _PLAIN)
+def test_each_claim_check_agrees_with_pyjwt(name: str, value: Any) -> None:
+    token = _token({"alg": "HS256", "typ": "JWT"}, {**_VALID, name: value}, KEY, "sha256", "")
+    quick = QuickHS(KEY, "HS256").claims(token, require_sub=True)
+    if (name, value) in _PLAIN:
+        assert quick is not None
+    if quick is not None:
+        assert quick == _pyjwt(token, require_sub=True)
+
+
+@pytest.mark.parametrize("algorithm", ["HS256", "HS384", "HS512"])
+def test_the_hubs_own_tokens_take_the_quick_path(algorithm: str) -> None:
+    subscriber = mint(KEY, algorithm, sub="ann", topics=["news"], ttl=600)
+    publisher = mint(KEY, algorithm, sub="backend", publish=["*"], ttl=None)
+    quick = QuickHS(KEY, algorithm)
+    for token, require_sub in ((subscriber, True), (publisher, False)):
+        claims = quick.claims(token, require_sub)
+        assert claims is not None
+        assert claims == jwt.decode(token, KEY, algorithms=[algorithm])
+
+
+def test_a_token_it_cannot_judge_is_left_to_pyjwt() -> None:
+    quick = QuickHS(KEY, "HS256")
+    signed = jwt.encode({"sub": "ann", "aud": "elsewhere"}, KEY, algorithm="HS256")
+    assert quick.claims(signed, require_sub=True) is None
+    expired = jwt.encode({"sub": "ann", "exp": int(time.time()) - 10}, KEY, algorithm="HS256")
+    assert quick.claims(expired, require_sub=True) is None
+    other_key = jwt.encode({"sub": "ann"}, KEY + "!", algorithm="HS256")
+    assert quick.claims(other_key, require_sub=True) is None
+    with_kid = jwt.encode({"sub": "ann"}, KEY, algorithm="HS256", headers={"kid": "k1"})
+    assert quick.claims(with_kid, require_sub=True) is None
