@@ -20,7 +20,7 @@ from bench.plot import latency_plot
 from bench.profile import Profiler
 from bench.report import markdown
 
-STANDARD = {"idle": 5000, "fanout": 1000, "unicast": 2000}
+STANDARD = {"idle": 10000, "fanout": 1000, "unicast": 5000}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,9 +30,9 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated: idle, fanout, unicast, publish, resume",
     )  # fmt: skip
     parser.add_argument("--embedded", action="store_true", help="the in-memory broker, no Redis")
-    parser.add_argument("--streams", type=int, help="idle streams (default 5000)")
+    parser.add_argument("--streams", type=int, help="idle streams (default 10000)")
     parser.add_argument("--fanout-streams", type=int, help="fan-out streams (default 1000)")
-    parser.add_argument("--users", type=int, help="unicast users (default 2000)")
+    parser.add_argument("--users", type=int, help="unicast users (default 5000)")
     parser.add_argument("--publishes", type=int, default=5000, help="publishes per measurement")
     parser.add_argument("--workers", type=int, default=1, help="hub serve --workers N")
     parser.add_argument("--redis-url", help="start the hub on this Redis (not a private one)")

@@ -157,6 +157,13 @@ async def unicast(ctx: Context, users: int, publishes: int) -> Result:
     opened = await _open_many(ctx, users, lambda n: f"uni{n}", "", on_data)
     publisher = ctx.publisher()
     rng = random.Random(7)
+    # Warm-up, not measured: one message to every user, so that every channel exists (as
+    # in a hub that has been running; a channel's first publish also creates its history).
+    for start in range(0, users, 100):
+        end = min(start + 100, users)
+        await publisher.post([{"users": [f"uni{n}"], "data": "warm-up"} for n in range(start, end)])
+    await _until(lambda: all(s.events for s in opened))
+    progress(f"unicast: warmed up, every one of {users} channels published to")
 
     walls: dict[str, float] = {}
     kernel: dict[str, float] = {}
