@@ -552,7 +552,10 @@ class _Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None or not room_now(transport):
             return False
-        transport.write(self._chunk(data))
+        if self._pending:
+            transport.write(self._chunk(data))
+        else:  # every live event of a caught-up stream: `chunk` inlined
+            transport.write(b"%x\r\n%b\r\n" % (len(data), data))
         return True
 
     def abort(self) -> None:

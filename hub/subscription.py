@@ -244,9 +244,15 @@ class Subscription:
         return False
 
     def _accept(self, i: int, epoch: int, entry: Entry) -> None:
-        self._set(i, Position(epoch, entry.offset))
-        event_id = self.cursor()
-        if self._parked and self._write_now(sse.frame(event_id, entry.body)):
+        # The hot path of every live delivery: `_set`, `cursor` and `_write_now` inlined.
+        position = Position(epoch, entry.offset)
+        self._positions[i] = position
+        parts = self._parts
+        parts[i] = cursor.encode_part(self._tags[i], position)
+        event_id = parts[0] if len(parts) == 1 else cursor.encode(parts)
+        direct = self._direct
+        if self._parked and direct is not None and direct(sse.frame(event_id, entry.body)):
+            self.last_write = self._clock()
             self.sent += 1
             self.observer.delivered(1)
             return
