@@ -13,7 +13,6 @@ what PyJWT accepts and every refusal keeps PyJWT's message.
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import json
 import math
@@ -29,7 +28,12 @@ _HEADER_FIELDS = frozenset({"alg", "typ"})
 def _decoded(segment: bytes) -> bytes:
     if len(segment) % 4 == 1 or not _SEGMENT.fullmatch(segment):
         raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+    raw = base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+    # The last character's spare bits must be zero, as PyJWT insists: otherwise one
+    # signature would have several spellings.
+    if base64.urlsafe_b64encode(raw).rstrip(b"=") != segment:
+        raise ValueError("not canonical base64url")
+    return raw
 
 
 def _time_claims_hold(claims: dict[str, Any], now: float) -> bool:
@@ -78,7 +82,7 @@ class QuickHS:
             if not hmac.compare_digest(expected, _decoded(signature)):
                 return None
             claims = json.loads(_decoded(payload_part))
-        except (ValueError, binascii.Error):  # json's and base64's errors included
+        except Exception:  # malformed, or nested too deep: PyJWT words the refusal
             return None
         if not isinstance(claims, dict) or "aud" in claims:
             return None

@@ -14,10 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.auth import mint
+from hub.auth import TokenVerifier, mint
+from hub.errors import Unauthorized
 from hub.quickjwt import QuickHS
 
 KEY = "a-key-long-enough-for-hs512-" * 3
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ _headers = st.fixed_dictionaries(
 )
 # Mostly well-formed and well-signed, so that the claims' checks are reached often.
 _damage = st.sampled_from(
-    ["", "", "", "", "padded", "flipped", "four parts", "space", "no signature"]
+    ["", "", "", "", "padded", "flipped", "spare bits", "four parts", "space", "no signature"]
 )
 
 
@@ -84,6 +86,8 @@ def _token(header: Any, claims: Any, key: str, digest: str, damage: str) -> str:
         token += "=="
     elif damage == "flipped":
         token = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    elif damage == "spare bits":  # the last character's lowest bit: unused when HS256/512
+        token = token[:-1] + _ALPHABET[_ALPHABET.index(token[-1]) ^ 1]
     elif damage == "four parts":
         token += ".e30"
     elif damage == "space":
@@ -93,10 +97,10 @@ def _token(header: Any, claims: Any, key: str, digest: str, damage: str) -> str:
     return token
 
 
-def _pyjwt(token: str, require_sub: bool) -> dict[str, Any] | None:
+def _pyjwt(token: str, require_sub: bool, algorithm: str = "HS256") -> dict[str, Any] | None:
     try:
         claims: dict[str, Any] = jwt.decode(
-            token, KEY, algorithms=["HS256"], options={"require": ["sub"] if require_sub else []}
+            token, KEY, algorithms=[algorithm], options={"require": ["sub"] if require_sub else []}
         )
     except jwt.InvalidTokenError:
         return None
@@ -107,18 +111,29 @@ def _pyjwt(token: str, require_sub: bool) -> dict[str, Any] | None:
 @given(
     header=st.one_of(st.sampled_from([{"alg": "HS256"}, {"alg": "HS256", "typ": "JWT"}]), _headers),
     claims=_claims,
+    algorithm=st.sampled_from(["HS256", "HS512"]),
     key=st.sampled_from([KEY, KEY, KEY, KEY + "x"]),
-    digest=st.sampled_from(["sha256", "sha256", "sha256", "sha384"]),
+    digest=st.sampled_from(["right", "right", "right", "sha384"]),
     damage=_damage,
     require_sub=st.booleans(),
 )
 def test_what_the_quick_path_accepts_pyjwt_accepts_alike(
-    header: Any, claims: Any, key: str, digest: str, damage: str, require_sub: bool
+    header: Any,
+    claims: Any,
+    algorithm: str,
+    key: str,
+    digest: str,
+    damage: str,
+    require_sub: bool,
 ) -> None:
+    if digest == "right":
+        digest = "sha" + algorithm[2:]
+    if header.get("alg") == "HS256":
+        header = {**header, "alg": algorithm}
     token = _token(header, claims, key, digest, damage)
-    quick = QuickHS(KEY, "HS256").claims(token, require_sub)
+    quick = QuickHS(KEY, algorithm).claims(token, require_sub)
     if quick is not None:
-        assert quick == _pyjwt(token, require_sub)
+        assert quick == _pyjwt(token, require_sub, algorithm)
 
 
 _EDGES: list[tuple[str, Any]] = [
@@ -167,3 +182,14 @@ def test_a_token_it_cannot_judge_is_left_to_pyjwt() -> None:
     assert quick.claims(other_key, require_sub=True) is None
     with_kid = jwt.encode({"sub": "ann"}, KEY, algorithm="HS256", headers={"kid": "k1"})
     assert quick.claims(with_kid, require_sub=True) is None
+    good = jwt.encode({"sub": "ann"}, KEY, algorithm="HS256")
+    respelled = good[:-1] + _ALPHABET[_ALPHABET.index(good[-1]) ^ 1]  # same bytes decoded
+    assert quick.claims(good, require_sub=True) is not None
+    assert quick.claims(respelled, require_sub=True) is None
+
+
+def test_a_token_nested_too_deep_is_refused_not_a_crash() -> None:
+    deep = _b64(b"[" * 5000) + "." + _b64(b"{}") + ".AAAA"
+    assert QuickHS(KEY, "HS256").claims(deep, require_sub=True) is None
+    with pytest.raises(Unauthorized):
+        TokenVerifier(KEY, "HS256", "subscriber").subscriber(deep)

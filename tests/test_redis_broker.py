@@ -141,11 +141,10 @@ async def test_the_pubsub_link_authenticates_with_the_url_password(own_redis: Re
         await broker.close()
 
 
-async def test_a_refused_subscribe_drops_the_link_rather_than_serve_nothing(
-    own_redis: RedisServer,
-) -> None:
-    """An ACL that forbids a channel: the refusal is not ignored (the link is dropped and
-    made again, so the operator sees it), and a permitted channel is served meanwhile."""
+async def test_a_refused_subscribe_is_not_taken_for_served(own_redis: RedisServer) -> None:
+    """An ACL that forbids a channel: Redis refuses the SUBSCRIBE it is in. The link is
+    dropped (logged) and made again with a growing delay, and the hub is not ready, so the
+    misconfiguration shows instead of a channel going silently unserved."""
     async with Redis.from_url(own_redis.url) as admin:
         await admin.execute_command(  # type: ignore[no-untyped-call]
             "ACL", "SETUSER", "hub", "on", ">pw", "~*", "resetchannels", "&hub:{user:ok}",
@@ -160,7 +159,41 @@ async def test_a_refused_subscribe_drops_the_link_rather_than_serve_nothing(
         await _delivered_live(sink, broker, "user:ok")
         broker.subscribe("user:forbidden")
         async with asyncio.timeout(10):
-            while broker.reconnects < 1:
+            while broker.reconnects < 2:
                 await asyncio.sleep(0.02)
+        assert not await broker.ready()
+        # Backing off: 50, 100, 200, 400 ms... (without it, thousands a second).
+        before = broker.reconnects
+        await asyncio.sleep(1)
+        assert broker.reconnects - before <= 10
     finally:
         await broker.close()
+
+
+async def test_a_redis_that_accepts_and_drops_connections_is_retried_with_backoff() -> None:
+    """A proxy in front of a Redis that is down, or a Redis at its client limit: the TCP
+    connection succeeds and then closes (or answers an error). That is a failed attempt."""
+    attempts = 0
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts % 2:
+            writer.write(b"-ERR max number of clients reached\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    broker = RedisBroker(dataclasses.replace(Settings(), redis_url=f"redis://127.0.0.1:{port}"))
+    await broker.start(RecordingSink())
+    try:
+        async with asyncio.timeout(10):
+            while attempts < 3:
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(1)
+        assert attempts <= 15, "the delay between attempts grows"
+        assert not await broker.ready()
+    finally:
+        await broker.close()
+        server.close()
+        await server.wait_closed()

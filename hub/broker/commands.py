@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -26,6 +27,8 @@ from redis.exceptions import ResponseError
 log = logging.getLogger(__name__)
 
 Arg = str | bytes | int
+# As redis-py's defaults: probes after 30 s idle, every 5 s, gone after 3 unanswered.
+_KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
 
 
 class Script:
@@ -86,7 +89,7 @@ class Link(asyncio.Protocol):
         self._timeout = timeout
         self._reader = hiredis.Reader(replyError=ResponseError)
         self._waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
-        self._on_reply: Callable[[Any], None] = self._match
+        self._listener: Callable[[Any], None] | None = None
         self._out: list[bytes] = []
         self._transport: asyncio.Transport | None = None
         self._watchdog: asyncio.TimerHandle | None = None
@@ -108,7 +111,7 @@ class Link(asyncio.Protocol):
 
     def listen(self, handler: Callable[[Any], None]) -> None:
         """From now on every reply goes to `handler` (subscribed mode: replies are pushes)."""
-        self._on_reply = handler
+        self._listener = handler
 
     def write(self, command: bytes) -> None:
         """Sends without awaiting a reply (what `listen` is for)."""
@@ -133,13 +136,22 @@ class Link(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family != socket.AF_UNIX:
+            # A Redis gone without a word (a host or network lost) is noticed by the kernel too.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            for option, value in _KEEPALIVE.items():
+                if hasattr(socket, option):
+                    sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
+        # A local, not an attribute holding a bound method: the link stays free of cycles.
+        on_reply = self._match if self._listener is None else self._listener
         try:
             while not self.lost and (reply := self._reader.gets()) is not False:
-                self._on_reply(reply)
-        except (hiredis.ProtocolError, IndexError):  # not Redis speaking, or a reply too many
+                on_reply(reply)
+        except hiredis.ProtocolError:  # not Redis speaking
             self.close()
         except Exception:
             # A failing listener must not take the event loop's reader down: drop the link
@@ -148,6 +160,9 @@ class Link(asyncio.Protocol):
             self.close()
 
     def _match(self, reply: Any) -> None:
+        if not self._waiting:  # a reply to nothing: the stream cannot be trusted any more
+            self.close()
+            return
         future, _ = self._waiting.popleft()
         if future.done():
             return
@@ -219,7 +234,8 @@ class Commands:
 
 async def connect(options: dict[str, Any], tls: bool, timeout: float) -> Link:
     """A link to the Redis `options` name (see `parse_url`), authenticated, its database
-    selected; ConnectionError when Redis refuses the password or database."""
+    selected, and answering; ConnectionError when Redis refuses the password, the database
+    or the PING."""
     loop = asyncio.get_running_loop()
     link = Link(timeout)
     async with asyncio.timeout(timeout):
@@ -233,11 +249,14 @@ async def connect(options: dict[str, Any], tls: bool, timeout: float) -> Link:
                 ssl=_tls_context(options) if tls else None,
             )
         try:
-            if options.get("password"):
+            if options.get("password") or options.get("username"):
                 user = [options["username"]] if options.get("username") else []
-                await link.send(encode(["AUTH", *user, options["password"]]))
+                await link.send(encode(["AUTH", *user, options.get("password", "")]))
             if options.get("db"):
                 await link.send(encode(["SELECT", options["db"]]))
+            # One round trip at least: a server (or proxy) that accepts and then closes,
+            # or answers an error (max clients), fails here rather than counting as up.
+            await link.send(encode(["PING"]))
         except ResponseError as exc:
             link.close()  # a wrong password or database: Redis is not usable, as if down
             raise ConnectionError(f"Redis refused the connection: {exc}") from exc

@@ -58,6 +58,7 @@ class LiveConnection:
         self._live_token = -1
         self._link: Link | None = None  # attached: subscribed and read
         self._alive = False
+        self._went_live = False  # the current link has answered its first PING
         self._connected_once = False
         self._last_pong = 0.0
         self._kick = asyncio.Event()
@@ -111,25 +112,30 @@ class LiveConnection:
         self._kick.set()
 
     async def _read_loop(self) -> None:
-        """Connect, and reconnect whenever the link is lost; replies are handled as parsed."""
+        """Connect, and reconnect whenever the link is lost; replies are handled as parsed.
+
+        The delay before the next attempt doubles (up to 2 s) until a link goes live:
+        a Redis that keeps accepting and dropping connections is not hammered.
+        """
         backoff = 0.05
         while not self._closing:
             try:
                 link = await connect(self._options, self._tls, _CONNECT_TIMEOUT)
-            except (OSError, TimeoutError) as exc:  # ConnectionError included
+            except Exception as exc:  # refused, unreachable, timed out, a bad host name...
                 log.warning("pub/sub connection to Redis failed: %s", exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
-                continue
-            backoff = 0.05
-            link.listen(self._handle)
-            self._attach(link)
-            try:
-                await link.ended
-                log.warning("pub/sub connection to Redis lost")
-            finally:
-                self._detach()
-                link.close()
+            else:
+                link.listen(self._handle)
+                self._attach(link)
+                try:
+                    await link.ended
+                    log.warning("pub/sub connection to Redis lost")
+                finally:
+                    self._detach()
+                    link.close()
+                if self._went_live:
+                    backoff = 0.05
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF)
 
     def _attach(self, link: Link) -> None:
         """A new connection: everything must be subscribed again, then resynced."""
@@ -141,6 +147,7 @@ class LiveConnection:
             self._unsent.extend(waiters)
         self._waiting.clear()
         self._live_token = 0  # the next flush's PING marks the connection live
+        self._went_live = False
         self._last_pong = asyncio.get_running_loop().time()
         if self._connected_once and self._on_reconnect is not None:
             self._on_reconnect()
@@ -189,7 +196,7 @@ class LiveConnection:
                 if not future.done():
                     future.set_result(None)
         if token == self._live_token:
-            self._alive = True
+            self._alive = self._went_live = True
             self._sink.resync()
 
     async def _flush_loop(self) -> None:
