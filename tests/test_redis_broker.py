@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -12,8 +13,9 @@ from redis.asyncio import Redis
 from hub.broker.redis import RedisBroker
 from hub.config import Settings
 from hub.errors import BrokerUnavailable, HubError
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_port
 from tests.test_broker_contract import RecordingSink, message
+from tests.tls_certs import make_certificates
 
 
 async def _delivered_live(sink: RecordingSink, hub_broker: RedisBroker, channel: str) -> None:
@@ -81,15 +83,25 @@ async def test_killed_pubsub_connection_is_resubscribed_and_resynced(
 ) -> None:
     sink, hub_broker = broker
     await hub_broker.subscribe("user:k")
+    await hub_broker.subscribe("user:gone")
     resyncs = sink.resyncs
     async with Redis.from_url(own_redis.url) as redis:
         killed = await redis.execute_command("CLIENT KILL TYPE pubsub")  # type: ignore[no-untyped-call]
         assert killed >= 1
         async with asyncio.timeout(10):
+            while await hub_broker.ready():  # noticed: no link until the next attempt
+                await asyncio.sleep(0.005)
+        hub_broker.unsubscribe("user:gone")  # while no link is up, as a stream leaving
+        async with asyncio.timeout(10):
             while sink.resyncs == resyncs:
                 await asyncio.sleep(0.02)
         numsub = await redis.pubsub_numsub(hub_broker.keys.live("user:k"))
         assert numsub[0][1] == 1
+        numsub = await redis.pubsub_numsub(hub_broker.keys.live("user:gone"))
+        assert numsub[0][1] == 0
+    live = hub_broker._live
+    assert live is not None
+    assert set(live._subscribed_at) == {"user:k"}, "no bookkeeping left for a channel gone"
     await _delivered_live(sink, hub_broker, "user:k")
 
 
@@ -197,3 +209,43 @@ async def test_a_redis_that_accepts_and_drops_connections_is_retried_with_backof
         await broker.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_commands_and_pubsub_over_tls(tmp_path: Path) -> None:
+    """rediss:// with the server's CA: both links verify the server and carry the hub."""
+    certs = make_certificates(tmp_path / "tls")
+    tls_port = free_port()
+    server = RedisServer(
+        tmp_path / "redis",
+        extra=(
+            "--tls-port", str(tls_port),
+            "--tls-cert-file", str(certs["cert"]),
+            "--tls-key-file", str(certs["key"]),
+            "--tls-ca-cert-file", str(certs["ca"]),
+            "--tls-auth-clients", "no",
+        ),
+    )  # fmt: skip
+    server.start()
+    url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={certs['ca']}"
+    broker = RedisBroker(dataclasses.replace(Settings(), redis_url=url))
+    sink = RecordingSink()
+    await broker.start(sink)
+    try:
+        async with asyncio.timeout(10):
+            await broker.subscribe("user:tls")
+        assert await broker.ready()
+        await _delivered_live(sink, broker, "user:tls")
+        # Without the CA the server is not trusted: never connected, never ready.
+        untrusted = RedisBroker(
+            dataclasses.replace(Settings(), redis_url=f"rediss://127.0.0.1:{tls_port}/0")
+        )
+        await untrusted.start(RecordingSink())
+        try:
+            with pytest.raises(BrokerUnavailable):
+                await untrusted.publish([message("user:tls", data="no")])
+            assert not await untrusted.ready()
+        finally:
+            await untrusted.close()
+    finally:
+        await broker.close()
+        server.stop()

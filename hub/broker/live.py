@@ -141,6 +141,7 @@ class LiveConnection:
         """A new connection: everything must be subscribed again, then resynced."""
         self._link = link
         self._on_server = set()
+        self._subscribed_at = {}  # nothing is subscribed on a new connection
         self._dirty = set(self._refs)
         self._confirmed = set()
         for waiters in self._waiting.values():
