@@ -1,4 +1,4 @@
-"""Grants are globs matched as `fnmatchcase` matches them, however many a token holds."""
+"""Grants are globs matched as `fnmatchcase` matches them; `*` grants everything."""
 
 from __future__ import annotations
 
@@ -27,3 +27,5 @@ def test_no_grant_allows_nothing() -> None:
     assert not allowed("", ())
     assert allowed("topic:news", ("topic:*",))
     assert not allowed("topic:news", ("Topic:*", "user:*"))
+    assert allowed("", ("*",))
+    assert allowed("topic:a\nb", ("x", "*"))

@@ -108,3 +108,31 @@ def test_url_forms() -> None:
     }
     assert parse_url("rediss://cache.example") == {"host": "cache.example", "port": 6379}
     assert parse_url("unix:///run/redis.sock?db=1") == {"path": "/run/redis.sock", "db": 1}
+
+
+async def test_a_redis_still_loading_is_up_and_says_so() -> None:
+    """PING is refused while Redis loads its data: the connection still counts, so each
+    command gets LOADING (a 503 the client retries) instead of a new connection each."""
+    connections = 0
+
+    async def loading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        try:
+            while await reader.read(4096):
+                writer.write(b"-LOADING Redis is loading the dataset in memory\r\n")
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(loading, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    commands = Commands(f"redis://127.0.0.1:{port}")
+    try:
+        for _ in range(3):
+            with pytest.raises(ResponseError, match="LOADING"):
+                await commands.call("GET", "k")
+        assert connections == 1
+    finally:
+        await commands.close()
+        server.close()
+        await server.wait_closed()

@@ -182,6 +182,9 @@ def test_a_token_it_cannot_judge_is_left_to_pyjwt() -> None:
     assert quick.claims(other_key, require_sub=True) is None
     with_kid = jwt.encode({"sub": "ann"}, KEY, algorithm="HS256", headers={"kid": "k1"})
     assert quick.claims(with_kid, require_sub=True) is None
+    long_header = jwt.encode({"sub": "ann"}, KEY, algorithm="HS256", headers={"typ": "x" * 200})
+    assert quick.claims(long_header, require_sub=True) is None  # not parsed unsigned
+    assert _pyjwt(long_header, require_sub=True) is not None
     good = jwt.encode({"sub": "ann"}, KEY, algorithm="HS256")
     respelled = good[:-1] + _ALPHABET[_ALPHABET.index(good[-1]) ^ 1]  # same bytes decoded
     assert quick.claims(good, require_sub=True) is not None

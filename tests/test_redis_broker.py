@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import hiredis
 import pytest
 from redis.asyncio import Redis
 
@@ -205,6 +206,44 @@ async def test_a_redis_that_accepts_and_drops_connections_is_retried_with_backof
         await asyncio.sleep(1)
         assert attempts <= 15, "the delay between attempts grows"
         assert not await broker.ready()
+    finally:
+        await broker.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_link_dropped_right_after_going_live_is_retried_with_backoff() -> None:
+    """Redis cutting a subscriber (its output buffer limit, say) just after the link went
+    live: each new link makes every stream resync, so retries must not come every 50 ms."""
+    attempts = 0
+
+    async def flap(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal attempts
+        attempts += 1
+        parser = hiredis.Reader()
+        try:
+            while data := await reader.read(4096):
+                parser.feed(data)
+                while (command := parser.gets()) is not False:
+                    if command == [b"PING"]:  # the connect's round trip
+                        writer.write(b"+PONG\r\n")
+                    elif command[0] == b"PING":  # the flush's: the link is live, then cut
+                        writer.write(b"$%d\r\n%b\r\n" % (len(command[1]), command[1]))
+                        return
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(flap, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    broker = RedisBroker(dataclasses.replace(Settings(), redis_url=f"redis://127.0.0.1:{port}"))
+    sink = RecordingSink()
+    await broker.start(sink)
+    try:
+        async with asyncio.timeout(10):
+            while sink.resyncs < 1:
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(1.5)
+        assert attempts <= 15, "the delay between attempts grows"
     finally:
         await broker.close()
         server.close()

@@ -256,7 +256,12 @@ async def connect(options: dict[str, Any], tls: bool, timeout: float) -> Link:
                 await link.send(encode(["SELECT", options["db"]]))
             # One round trip at least: a server (or proxy) that accepts and then closes,
             # or answers an error (max clients), fails here rather than counting as up.
-            await link.send(encode(["PING"]))
+            # A Redis still loading its data is up: its commands say LOADING (a 503).
+            try:
+                await link.send(encode(["PING"]))
+            except ResponseError as exc:
+                if not str(exc).startswith("LOADING"):
+                    raise
         except ResponseError as exc:
             link.close()  # a wrong password or database: Redis is not usable, as if down
             raise ConnectionError(f"Redis refused the connection: {exc}") from exc

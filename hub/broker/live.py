@@ -59,6 +59,7 @@ class LiveConnection:
         self._link: Link | None = None  # attached: subscribed and read
         self._alive = False
         self._went_live = False  # the current link has answered its first PING
+        self._live_since = 0.0
         self._connected_once = False
         self._last_pong = 0.0
         self._kick = asyncio.Event()
@@ -114,9 +115,10 @@ class LiveConnection:
     async def _read_loop(self) -> None:
         """Connect, and reconnect whenever the link is lost; replies are handled as parsed.
 
-        The delay before the next attempt doubles (up to 2 s) until a link goes live:
-        a Redis that keeps accepting and dropping connections is not hammered.
+        The delay before the next attempt doubles (up to 2 s) until a link stays live
+        for 2 s: a Redis that keeps accepting and dropping connections is not hammered.
         """
+        loop = asyncio.get_running_loop()
         backoff = 0.05
         while not self._closing:
             try:
@@ -132,7 +134,10 @@ class LiveConnection:
                 finally:
                     self._detach()
                     link.close()
-                if self._went_live:
+                # Only a link that stayed live a while starts the delays afresh: one dropped
+                # right after going live (Redis cutting a slow subscriber, say) would
+                # otherwise make every stream resync many times a second.
+                if self._went_live and loop.time() - self._live_since >= _MAX_BACKOFF:
                     backoff = 0.05
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF)
@@ -198,6 +203,7 @@ class LiveConnection:
                     future.set_result(None)
         if token == self._live_token:
             self._alive = self._went_live = True
+            self._live_since = self._last_pong
             self._sink.resync()
 
     async def _flush_loop(self) -> None:
