@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import hiredis
 import pytest
@@ -24,6 +26,32 @@ async def _delivered_live(sink: RecordingSink, hub_broker: RedisBroker, channel:
     await hub_broker.publish([message(channel, data="live again")])
     await sink.wait_for(before + 1)
     assert sink.delivered[-1][2].data == "live again"
+
+
+@contextlib.asynccontextmanager
+async def _started(url: str, **settings: Any) -> AsyncIterator[tuple[RecordingSink, RedisBroker]]:
+    """A Redis broker on `url`, started with a recording sink, closed afterwards."""
+    broker = RedisBroker(dataclasses.replace(Settings(), redis_url=url, **settings))
+    sink = RecordingSink()
+    await broker.start(sink)
+    try:
+        yield sink, broker
+    finally:
+        await broker.close()
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def _fake_redis(handler: Handler) -> AsyncIterator[str]:
+    """A TCP server playing a misbehaving Redis; yields its URL."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    try:
+        yield f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 @pytest.fixture
@@ -141,17 +169,12 @@ async def test_the_pubsub_link_authenticates_with_the_url_password(own_redis: Re
     async with Redis.from_url(own_redis.url) as admin:
         await admin.config_set("requirepass", "s3cret")
     url = f"redis://:s3cret@127.0.0.1:{own_redis.port}/2"
-    broker = RedisBroker(dataclasses.replace(Settings(), redis_url=url))
-    sink = RecordingSink()
-    await broker.start(sink)
-    try:
+    async with _started(url) as (sink, broker):
         async with asyncio.timeout(10):
             await broker.subscribe("user:p")
         assert await broker.ready()
         await _delivered_live(sink, broker, "user:p")
         assert broker.reconnects == 0
-    finally:
-        await broker.close()
 
 
 async def test_a_refused_subscribe_is_not_taken_for_served(own_redis: RedisServer) -> None:
@@ -164,10 +187,7 @@ async def test_a_refused_subscribe_is_not_taken_for_served(own_redis: RedisServe
             "+@all",
         )  # fmt: skip
     url = f"redis://hub:pw@127.0.0.1:{own_redis.port}"
-    broker = RedisBroker(dataclasses.replace(Settings(), redis_url=url, key_prefix="hub:"))
-    sink = RecordingSink()
-    await broker.start(sink)
-    try:
+    async with _started(url, key_prefix="hub:") as (sink, broker):
         await broker.subscribe("user:ok")
         await _delivered_live(sink, broker, "user:ok")
         broker.subscribe("user:forbidden")
@@ -179,8 +199,6 @@ async def test_a_refused_subscribe_is_not_taken_for_served(own_redis: RedisServe
         before = broker.reconnects
         await asyncio.sleep(1)
         assert broker.reconnects - before <= 10
-    finally:
-        await broker.close()
 
 
 async def test_a_redis_that_accepts_and_drops_connections_is_retried_with_backoff() -> None:
@@ -195,21 +213,13 @@ async def test_a_redis_that_accepts_and_drops_connections_is_retried_with_backof
             writer.write(b"-ERR max number of clients reached\r\n")
         writer.close()
 
-    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    broker = RedisBroker(dataclasses.replace(Settings(), redis_url=f"redis://127.0.0.1:{port}"))
-    await broker.start(RecordingSink())
-    try:
+    async with _fake_redis(refuse) as url, _started(url) as (_, broker):
         async with asyncio.timeout(10):
             while attempts < 3:
                 await asyncio.sleep(0.02)
         await asyncio.sleep(1)
         assert attempts <= 15, "the delay between attempts grows"
         assert not await broker.ready()
-    finally:
-        await broker.close()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_a_link_dropped_right_after_going_live_is_retried_with_backoff() -> None:
@@ -233,21 +243,12 @@ async def test_a_link_dropped_right_after_going_live_is_retried_with_backoff() -
         finally:
             writer.close()
 
-    server = await asyncio.start_server(flap, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    broker = RedisBroker(dataclasses.replace(Settings(), redis_url=f"redis://127.0.0.1:{port}"))
-    sink = RecordingSink()
-    await broker.start(sink)
-    try:
+    async with _fake_redis(flap) as url, _started(url) as (sink, _):
         async with asyncio.timeout(10):
             while sink.resyncs < 1:
                 await asyncio.sleep(0.02)
         await asyncio.sleep(1.5)
         assert attempts <= 15, "the delay between attempts grows"
-    finally:
-        await broker.close()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_commands_and_pubsub_over_tls(tmp_path: Path) -> None:
@@ -266,25 +267,16 @@ async def test_commands_and_pubsub_over_tls(tmp_path: Path) -> None:
     )  # fmt: skip
     server.start()
     url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={certs['ca']}"
-    broker = RedisBroker(dataclasses.replace(Settings(), redis_url=url))
-    sink = RecordingSink()
-    await broker.start(sink)
     try:
-        async with asyncio.timeout(10):
-            await broker.subscribe("user:tls")
-        assert await broker.ready()
-        await _delivered_live(sink, broker, "user:tls")
+        async with _started(url) as (sink, broker):
+            async with asyncio.timeout(10):
+                await broker.subscribe("user:tls")
+            assert await broker.ready()
+            await _delivered_live(sink, broker, "user:tls")
         # Without the CA the server is not trusted: never connected, never ready.
-        untrusted = RedisBroker(
-            dataclasses.replace(Settings(), redis_url=f"rediss://127.0.0.1:{tls_port}/0")
-        )
-        await untrusted.start(RecordingSink())
-        try:
+        async with _started(f"rediss://127.0.0.1:{tls_port}/0") as (_, untrusted):
             with pytest.raises(BrokerUnavailable):
                 await untrusted.publish([message("user:tls", data="no")])
             assert not await untrusted.ready()
-        finally:
-            await untrusted.close()
     finally:
-        await broker.close()
         server.stop()
