@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from hub.broker.commands import Commands, Script, parse_url
+from hub.broker.redis import RedisBroker
+from hub.config import Settings
 from tests.redis_server import RedisServer
+from tests.test_broker_contract import RecordingSink
 
 ECHO = Script("return {KEYS[1], ARGV[1]}")
 
@@ -136,3 +140,31 @@ async def test_a_redis_still_loading_is_up_and_says_so() -> None:
         await commands.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_user_without_a_password_is_authenticated_as_that_user(
+    own_redis: RedisServer,
+) -> None:
+    """`redis://bob@host`: AUTH bob "" (a `nopass` user), as redis-py does, not the default
+    user (here switched off)."""
+    async with Redis(port=own_redis.port) as admin:
+        await admin.execute_command("ACL", "SETUSER", "bob", "on", "nopass", "~*", "&*", "+@all")  # type: ignore[no-untyped-call]
+        await admin.execute_command("ACL", "SETUSER", "default", "off")  # type: ignore[no-untyped-call]
+    commands = Commands(f"redis://bob@127.0.0.1:{own_redis.port}")
+    try:
+        assert await commands.call("ACL", "WHOAMI") == b"bob"
+    finally:
+        await commands.close()
+
+
+async def test_a_host_name_that_cannot_be_encoded_does_not_end_the_pubsub_reader() -> None:
+    settings = dataclasses.replace(Settings(), redis_url=f"redis://{'a' * 70}.invalid:6379")
+    broker = RedisBroker(settings)
+    await broker.start(RecordingSink())
+    try:
+        await asyncio.sleep(0.3)  # a few attempts, each refused
+        live = broker._live
+        assert live is not None
+        assert not any(task.done() for task in live._tasks), "the reader retries"
+    finally:
+        await broker.close()
