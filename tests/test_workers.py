@@ -42,8 +42,11 @@ def _until(condition: Callable[[], bool], what: str, timeout: float = 20) -> Non
 
 
 def _workers(start_hub: StartHub, redis: RedisServer, prefix: str) -> HubProcess:
+    """A hub with two workers, both serving: /healthz answers once one of them listens, and
+    until the other does, the kernel gives it no connection."""
     hub = start_hub(_env(redis, prefix, HUB_WORKERS="2"))
     _until(lambda: len(_children(hub)) == 2, "two workers")
+    _until(lambda: hub.stderr.read_text().count("listening on") == 2, "both workers listening")
     return hub
 
 
@@ -105,8 +108,7 @@ def test_workers_end_when_the_supervisor_is_killed(
     hub = _workers(start_hub, redis_server, "workers3:")
     workers = _children(hub)
     assert len(workers) == 2
-    # Both serving (not still starting up) when their supervisor dies.
-    _until(lambda: hub.stderr.read_text().count("listening on") == 2, "both workers listening")
+    # Both serving (not still starting up, `_workers` waited) when their supervisor dies.
     hub.process.kill()  # SIGKILL: the supervisor forwards nothing
     hub.process.wait(30)
     _until(lambda: all(_gone(pid) for pid in workers), "the orphaned workers to end", 60)
