@@ -110,7 +110,11 @@ def test_url_forms() -> None:
         "username": "u",
         "password": "p@ss",
     }
-    assert parse_url("rediss://cache.example") == {"host": "cache.example", "port": 6379}
+    assert parse_url("rediss://cache.example") == {
+        "tls": True,
+        "host": "cache.example",
+        "port": 6379,
+    }
     assert parse_url("unix:///run/redis.sock?db=1") == {"path": "/run/redis.sock", "db": 1}
 
 

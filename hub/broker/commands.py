@@ -46,9 +46,12 @@ def encode(args: Sequence[Arg]) -> bytes:
 
 
 def parse_url(url: str) -> dict[str, Any]:
-    """host/port or path, username, password and db of a redis://, rediss:// or unix:// URL."""
+    """host/port or path, username, password and db of a redis://, rediss:// or unix:// URL
+    (`tls` for rediss://, with its `ssl_*` query options)."""
     parts = urlsplit(url)
     options: dict[str, Any] = {}
+    if parts.scheme == "rediss":
+        options["tls"] = True
     if parts.scheme == "unix":
         options["path"] = unquote(parts.path)
     else:
@@ -195,7 +198,6 @@ class Commands:
 
     def __init__(self, url: str, timeout: float = 5.0) -> None:
         self._options = parse_url(url)
-        self._tls = url.startswith("rediss://")
         self._timeout = timeout
         self._link: Link | None = None
         self._connecting: asyncio.Task[Link] | None = None
@@ -221,7 +223,7 @@ class Commands:
         return await asyncio.shield(self._connecting)
 
     async def _open(self) -> Link:
-        self._link = await connect(self._options, self._tls, self._timeout)
+        self._link = await connect(self._options, self._timeout)
         return self._link
 
     async def close(self) -> None:
@@ -232,7 +234,7 @@ class Commands:
             self._link = None
 
 
-async def connect(options: dict[str, Any], tls: bool, timeout: float) -> Link:
+async def connect(options: dict[str, Any], timeout: float) -> Link:
     """A link to the Redis `options` name (see `parse_url`), authenticated, its database
     selected, and answering; ConnectionError when Redis refuses the password, the database
     or the PING."""
@@ -246,7 +248,7 @@ async def connect(options: dict[str, Any], tls: bool, timeout: float) -> Link:
                 lambda: link,
                 options["host"],
                 options["port"],
-                ssl=_tls_context(options) if tls else None,
+                ssl=_tls_context(options) if options.get("tls") else None,
             )
         try:
             if options.get("password") or options.get("username"):

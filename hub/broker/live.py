@@ -38,7 +38,6 @@ class LiveConnection:
         on_reconnect: Callable[[], None] | None = None,
     ) -> None:
         self._options = parse_url(url)
-        self._tls = url.startswith("rediss://")
         self._keys = keys
         self._sink = sink
         self._health_interval = health_interval
@@ -58,8 +57,7 @@ class LiveConnection:
         self._live_token = -1
         self._link: Link | None = None  # attached: subscribed and read
         self._alive = False
-        self._went_live = False  # the current link has answered its first PING
-        self._live_since = 0.0
+        self._live_since: float | None = None  # when the current link answered its first PING
         self._connected_once = False
         self._last_pong = 0.0
         self._kick = asyncio.Event()
@@ -122,7 +120,7 @@ class LiveConnection:
         backoff = 0.05
         while not self._closing:
             try:
-                link = await connect(self._options, self._tls, _CONNECT_TIMEOUT)
+                link = await connect(self._options, _CONNECT_TIMEOUT)
             except Exception as exc:  # refused, unreachable, timed out, a bad host name...
                 log.warning("pub/sub connection to Redis failed: %s", exc)
             else:
@@ -137,7 +135,8 @@ class LiveConnection:
                 # Only a link that stayed live a while starts the delays afresh: one dropped
                 # right after going live (Redis cutting a slow subscriber, say) would
                 # otherwise make every stream resync many times a second.
-                if self._went_live and loop.time() - self._live_since >= _MAX_BACKOFF:
+                live_since = self._live_since
+                if live_since is not None and loop.time() - live_since >= _MAX_BACKOFF:
                     backoff = 0.05
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF)
@@ -153,7 +152,7 @@ class LiveConnection:
             self._unsent.extend(waiters)
         self._waiting.clear()
         self._live_token = 0  # the next flush's PING marks the connection live
-        self._went_live = False
+        self._live_since = None
         self._last_pong = asyncio.get_running_loop().time()
         if self._connected_once and self._on_reconnect is not None:
             self._on_reconnect()
@@ -202,7 +201,7 @@ class LiveConnection:
                 if not future.done():
                     future.set_result(None)
         if token == self._live_token:
-            self._alive = self._went_live = True
+            self._alive = True
             self._live_since = self._last_pong
             self._sink.resync()
 
