@@ -33,6 +33,8 @@ class Settings:
     subscriber_jwt_algorithm: str = "HS256"
     publisher_jwt_key: str = ""
     publisher_jwt_algorithm: str = "HS256"
+    # Seconds of clock skew allowed on `exp` and `nbf` (an identity provider's clock).
+    jwt_leeway: float = 0.0
     cookie_name: str = "hub_token"
     allow_query_token: bool = True
     cors_origins: tuple[str, ...] = ()
@@ -98,6 +100,8 @@ class Settings:
             raise ConfigError(f"{_env('max_streams_per_user')}: must not be negative")
         if not 0 < self.max_query_length <= MAX_REQUEST_LINE:
             raise ConfigError(f"{_env('max_query_length')}: must be 1-{MAX_REQUEST_LINE}")
+        if self.jwt_leeway < 0:
+            raise ConfigError(f"{_env('jwt_leeway')}: must not be negative")
         if self.retry_ms < 0 or self.shutdown_timeout < 0:
             raise ConfigError("HUB_RETRY_MS and HUB_SHUTDOWN_TIMEOUT must not be negative")
         if self.history_meta_ttl < self.history_ttl:
