@@ -1,15 +1,19 @@
-"""The lean front: `GET /events` streams and JSON publishes served by a small protocol of our own.
+"""The lean front: every connection's heads read by llhttp, streams and JSON publishes served here.
 
 Under aiohttp an idle stream costs its per-connection and per-request
 machinery (~11 KiB and ~100 µs to accept), and every publish pays its request
-objects. Here every connection starts as a `_Connection` that reads the
-request head. A plain `GET /events` that admission accepts is streamed by the
-connection itself; a plain `POST /publish` with an `application/json` body of
-a known length is answered by it (keep-alive, pipelined requests in order,
-errors as the same problem+json). Anything else — another path or method, a
-head it does not fully understand, a browser's request (CORS), a refusal of a
-stream, a failure before a stream's response starts — is handed, bytes and
-all, to aiohttp's own protocol, which answers as it always does.
+objects. Here every connection starts as a `_Connection` that reads request
+heads with llhttp (`hub.head`). A plain `GET /events` that admission accepts
+is streamed by the connection itself; a plain `POST /publish` with an
+`application/json` body of a known length is answered by it (keep-alive,
+pipelined requests in order, errors as the same problem+json). A head llhttp
+refuses is answered `400` here, a head not complete in time `408`, an HTTP
+version other than 1.x `505`, a transfer coding other than `chunked` `501`.
+Anything else — another path or method, a browser's request (CORS), a refusal
+of a stream, a failure before a stream's response starts — is handed, bytes
+and all, to aiohttp's own protocol. The connection stays in front of it,
+watching request boundaries, so a head that stalls is cut off at the same
+deadline whoever serves the connection.
 """
 
 from __future__ import annotations
@@ -19,30 +23,36 @@ import logging
 import re
 import socket
 import time
-from email.utils import formatdate
-from http import HTTPStatus
-from typing import Any, cast
+from typing import cast
 
+import httptools
 from aiohttp import web
-from aiohttp._cookie_helpers import parse_cookie_header
-from multidict import CIMultiDict, CIMultiDictProxy, MultiDictProxy
-from yarl import URL
 
 from hub.accesslog import log_access, redact
 from hub.errors import HubError
 from hub.events import Opening, admit
+from hub.head import (
+    Head,
+    HeadReader,
+    HeadTimeout,
+    MalformedHead,
+    answer_head,
+    head_end,
+    refusal,
+    stream_head,
+)
 from hub.problem import CONTENT_TYPE as PROBLEM
-from hub.problem import problem_body
+from hub.problem import error_answer
 from hub.publish import JSON, counted, publish_request
-from hub.state import HUB, Hub
+from hub.state import Hub
 from hub.stream import ClientGone, chunk, open_stream, room_now, send_timeout, timed_write
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("aiohttp.access")
 
-_PREFIXES = (b"GET /events", b"POST /publish ")
-# Heads larger than this, or not complete in time, go to aiohttp and its limits.
+# Heads larger than this go to aiohttp and its limits (a long query string is answered there).
 MAX_HEAD = 8192
+# A request's head (and a JSON publish's body) must arrive within this many seconds.
 HEAD_TIMEOUT = 10.0
 # An idle keep-alive connection is closed after this long (as aiohttp's default).
 KEEP_ALIVE = 3630.0
@@ -50,8 +60,6 @@ KEEP_ALIVE = 3630.0
 _MAX_WAITING = 65536
 # How often the front looks for connections past their deadline (one timer for all).
 SWEEP = 1.0
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_FIELD_VALUE = re.compile(rb"[\t\x20-\x7e]*")
 _TARGET = re.compile(rb"/events(\?[\x21-\x22\x24-\x7e]*)?")
 # Requests with these are passed on: a body, a protocol change, or a browser's (CORS).
 _PASSED_ON = ("Content-Length", "Transfer-Encoding", "Upgrade", "Expect")
@@ -61,206 +69,122 @@ _MAX_FIELD = 8190
 _MAX_FIELDS = 128
 
 
-class HubRunner(web.AppRunner):
-    """aiohttp's runner with the lean front in front of its server."""
-
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        return cast(web.Server, Front(server, self.app[HUB]))
-
-
 class Front:
     """The protocol factory the listening sockets use; aiohttp's server behind it."""
 
-    def __init__(self, server: web.Server, hub: Hub) -> None:
-        self._server = server
+    def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        self._server: web.Server | None = None
         # Connections still ours (not handed to aiohttp): idle ones are closed on shutdown.
         self.connections: set[_Connection] = set()
         # Publishes being answered, until they finish (even when their client has left).
         self.publishing: set[asyncio.Task[None]] = set()
         self.closing = False
-        self._loop = asyncio.get_running_loop()
+        self._loop: asyncio.AbstractEventLoop | None = None
         # Connections waiting for a request, with their deadlines: one sweeping timer
         # serves them all (a timer per connection is a large part of an accept's cost).
         self._deadlines: dict[_Connection, float] = {}
         self._sweeping: asyncio.TimerHandle | None = None
 
-    @property
-    def streams(self) -> set[_Connection]:
-        """The connections streaming events now."""
-        return {c for c in self.connections if c.streaming}
+    def attach(self, server: web.Server) -> None:
+        """aiohttp's server (`AppRunner.server`), for the connections handed to it."""
+        self._server = server
+        self._loop = asyncio.get_running_loop()
 
     def __call__(self) -> asyncio.Protocol:
         return _Connection(self)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._server, name)  # the rest of aiohttp's Server, unchanged
+    def aiohttp_protocol(self) -> asyncio.Protocol:
+        assert self._server is not None, "attach() comes before the first connection"
+        return self._server()
 
     def arm(self, connection: _Connection, timeout: float) -> None:
-        self._deadlines[connection] = self._loop.time() + timeout
+        loop = self._loop
+        assert loop is not None
+        self._deadlines[connection] = loop.time() + timeout
         if self._sweeping is None:
-            self._sweeping = self._loop.call_later(SWEEP, self._sweep)
+            self._sweeping = loop.call_later(SWEEP, self._sweep)
 
     def disarm(self, connection: _Connection) -> None:
         self._deadlines.pop(connection, None)
 
     def _sweep(self) -> None:
-        now = self._loop.time()
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
         for connection in [c for c, at in self._deadlines.items() if at <= now]:
             del self._deadlines[connection]
             connection.expire()
-        self._sweeping = self._loop.call_later(SWEEP, self._sweep) if self._deadlines else None
+        self._sweeping = loop.call_later(SWEEP, self._sweep) if self._deadlines else None
 
-    def aiohttp_protocol(self) -> asyncio.Protocol:
-        return self._server()
-
-    def pre_shutdown(self) -> None:
-        self._close_idle()
-        self._server.pre_shutdown()
-
-    def _close_idle(self) -> None:
+    def close_idle(self) -> None:
         """No more requests: connections with nothing in flight close now, the others
         after their answer."""
         self.closing = True
         for connection in list(self.connections):
             connection.close_if_idle()
 
-    async def shutdown(self, timeout: float | None = None) -> None:
-        """Waits for the streams the drain ended to write their last frames and for publishes
-        in flight to be answered, then for aiohttp's connections."""
-        self._close_idle()
+    async def on_shutdown(self, app: web.Application) -> None:
+        """After the drain ended every stream: waits for them to write their last frames
+        and for publishes in flight to be answered (aiohttp's connections are its own)."""
+        self.close_idle()
         tasks = {c.task for c in self.connections if c.task is not None} | self.publishing
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
         if tasks:
-            _, late = await asyncio.wait(tasks, timeout=timeout)
+            _, late = await asyncio.wait(tasks, timeout=self.hub.settings.shutdown_timeout)
             for connection in [c for c in self.connections if c.task in late]:
                 connection.abort()  # connection_lost cancels a stream's task
             for task in late:
                 task.cancel()  # as aiohttp does with handlers at the deadline
-        left = None if deadline is None else max(0.0, deadline - loop.time())
-        await self._server.shutdown(left)
         if self._sweeping is not None:
             self._sweeping.cancel()
             self._sweeping = None
 
 
-class _Head:
-    """A parsed `GET /events` or `POST /publish` head: what the handlers read (see
-    `RequestView`); `length` is a publish's body length."""
-
-    __slots__ = ("headers", "length", "path_qs", "query", "query_string")
-
-    def __init__(
-        self, headers: CIMultiDictProxy[str], url: URL, path_qs: str, length: int = -1
-    ) -> None:
-        self.headers = headers
-        self.query: MultiDictProxy[str] = url.query
-        self.query_string = url.query_string
-        self.path_qs = path_qs
-        self.length = length
-
-    @property
-    def cookies(self) -> dict[str, str]:
-        """As aiohttp's `request.cookies` reads them (its own parser)."""
-        return {
-            name: morsel.value
-            for name, morsel in parse_cookie_header(self.headers.get("Cookie", ""))
-        }
-
-
-_PUBLISH_URL = URL.build(path="/publish")
-
-
-def parse_head(head: bytes) -> _Head | None:
-    """The head of a plain HTTP/1.1 `GET /events`, or of a `POST /publish` of JSON with a
-    Content-Length (`length >= 0`); None for anything else."""
-    request_line, *lines = head.split(b"\r\n")
-    if len(lines) > _MAX_FIELDS or any(len(line) > _MAX_FIELD for line in lines):
+def _served_here(head: Head) -> str | None:
+    """ "stream" or "publish" for the requests the front serves itself; None to pass on."""
+    if head.version != "1.1" or len(head.fields) > _MAX_FIELDS or head.duplicated():
+        return None  # any header twice: aiohttp decides what that means
+    if any(len(name) + len(value) + 2 > _MAX_FIELD for name, value in head.fields):
         return None
-    parts = request_line.split(b" ")
-    if len(parts) != 3 or parts[2] != b"HTTP/1.1":
+    headers = head.headers
+    if head.method == "GET" and _TARGET.fullmatch(head.target):
+        return None if any(name in headers for name in _PASSED_ON) else "stream"
+    if head.method != "POST" or head.target != b"/publish":
         return None
-    method, target = parts[0], parts[1]
-    if method == b"POST" and target == b"/publish":
-        return _publish_head(lines)
-    if method != b"GET" or not _TARGET.fullmatch(target):
-        return None
-    headers = _fields(lines)
-    if headers is None or any(name in headers for name in _PASSED_ON):
-        return None
-    path_qs = target.decode()
-    _, _, query = path_qs.partition("?")
-    url = URL.build(path="/events", query_string=query, encoded=True)
-    return _Head(headers, url, path_qs)
-
-
-def _publish_head(lines: list[bytes]) -> _Head | None:
-    headers = _fields(lines)
-    if headers is None or any(name in headers for name in _PUBLISH_PASSED_ON):
+    if any(name in headers for name in _PUBLISH_PASSED_ON):
         return None
     length = headers.get("Content-Length", "")
     if not (length.isdigit() and length.isascii()) or len(length) > 18:
         return None
     if headers.get("Content-Type", "").lower() != JSON:
         return None  # NDJSON, parameters, anything else: aiohttp reads it
-    return _Head(headers, _PUBLISH_URL, "/publish", int(length))
+    head.length = int(length)
+    return "publish"
 
 
-def _fields(lines: list[bytes]) -> CIMultiDictProxy[str] | None:
-    headers: CIMultiDict[str] = CIMultiDict()
-    for line in lines:
-        name, colon, value = line.partition(b":")
-        if not colon or not _TOKEN.fullmatch(name) or not _FIELD_VALUE.fullmatch(value):
-            return None
-        headers.add(name.decode(), value.strip(b" \t").decode())
-    if len({name.lower() for name in headers}) != len(headers):
-        return None  # any header twice: aiohttp decides what that means
-    return CIMultiDictProxy(headers)
+class _Watch:
+    """Follows the requests on a connection aiohttp serves: a head that starts must end
+    within the head timeout. llhttp refusing the bytes ends the watch (aiohttp, on the
+    same parser, refuses them too and closes)."""
 
+    __slots__ = ("_connection", "_parser")
 
-class _Date:
-    """The Date header's value, made once a second."""
+    def __init__(self, connection: _Connection) -> None:
+        self._connection = connection
+        self._parser = httptools.HttpRequestParser(self)
 
-    second = 0
-    value = ""
+    def on_message_begin(self) -> None:
+        self._connection.arm(HEAD_TIMEOUT)
 
-    @classmethod
-    def now(cls) -> str:
-        second = int(time.time())
-        if second != cls.second:
-            cls.second, cls.value = second, formatdate(second, usegmt=True)
-        return cls.value
+    def on_headers_complete(self) -> None:
+        self._connection.disarm()
 
-
-def _answer_head(
-    status: int, content_type: str, length: int, headers: dict[str, str], close: bool
-) -> bytes:
-    lines = [
-        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
-        f"Content-Type: {content_type}",
-        f"Content-Length: {length}",
-        f"Date: {_Date.now()}",
-        *(f"{name}: {value}" for name, value in headers.items()),
-    ]
-    if close:
-        lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-def _response_head(cors: dict[str, str]) -> bytes:
-    extra = "".join(f"{name}: {value}\r\n" for name, value in cors.items())
-    return (
-        "HTTP/1.1 200 OK\r\n"
-        "Content-Type: text/event-stream; charset=utf-8\r\n"
-        "Cache-Control: no-cache\r\n"
-        "Connection: keep-alive\r\n"
-        "X-Accel-Buffering: no\r\n"
-        "Transfer-Encoding: chunked\r\n"
-        f"Date: {_Date.now()}\r\n"
-        f"{extra}\r\n"
-    ).encode()
+    def feed(self, data: bytes) -> bool:
+        try:
+            self._parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            return False
+        return True
 
 
 class _Connection(asyncio.Protocol):
@@ -269,16 +193,20 @@ class _Connection(asyncio.Protocol):
 
     __slots__ = (
         "_body",
+        "_buffer",
+        "_delegate",
         "_drained",
+        "_fed",
         "_front",
-        "_head",
         "_paused",
         "_pending",
+        "_reader",
         "_reading_paused",
         "_served",
         "_stream",
         "_timeout",
         "_transport",
+        "_watch",
         "task",
     )
 
@@ -286,9 +214,15 @@ class _Connection(asyncio.Protocol):
         self._front = front
         self._transport: asyncio.Transport | None = None
         # What arrived and is not yet answered: the next request's bytes.
-        self._head = bytearray()
+        self._buffer = bytearray()
+        # The head being read, and how much of the buffer it has been fed.
+        self._reader: HeadReader | None = None
+        self._fed = 0
         # A publish whose body is on its way: its head, where the body starts and ends.
-        self._body: tuple[_Head, int, int] | None = None
+        self._body: tuple[Head, int, int] | None = None
+        # aiohttp's protocol once the connection is handed over, and the watch on it.
+        self._delegate: asyncio.Protocol | None = None
+        self._watch: _Watch | None = None
         self.task: asyncio.Task[None] | None = None
         self._stream = False
         self._served = False
@@ -303,57 +237,74 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
         self._front.connections.add(self)
-        self._arm(HEAD_TIMEOUT)
+        self.arm(HEAD_TIMEOUT)
 
     def data_received(self, data: bytes) -> None:
+        if self._delegate is not None:
+            if self._watch is not None and not self._watch.feed(data):
+                self._watch = None
+            self._delegate.data_received(data)
+            return
         if self._stream:
             return  # a stream's client has nothing more to say; what it sends is ignored
-        if self._served and not self._head and self.task is None:
-            self._arm(HEAD_TIMEOUT)  # a new request on a kept-alive connection
-        self._head += data
+        if self._served and not self._buffer and self.task is None:
+            self.arm(HEAD_TIMEOUT)  # a new request on a kept-alive connection
+        self._buffer += data
         if self.task is None:
             self._read()
-        elif len(self._head) > _MAX_WAITING:
+        elif len(self._buffer) > _MAX_WAITING:
             self._pause_reading()  # pipelined requests wait for the answer before them
 
+    def eof_received(self) -> bool | None:
+        return self._delegate.eof_received() if self._delegate is not None else None
+
     def _read(self) -> None:
-        head = self._head
+        buffer = self._buffer
         if self._body is not None:  # only the body's length is checked until it is all here
             waiting, start, size = self._body
-            if len(head) >= size:
+            if len(buffer) >= size:
                 self._body = None
-                self._begin(waiting, bytes(head[start:size]), size)
+                self._begin(waiting, bytes(buffer[start:size]), size)
             return
-        if not any(head.startswith(p) or p.startswith(head) for p in _PREFIXES):
-            self._hand_over()
+        if self._reader is None:
+            self._reader, self._fed = HeadReader(), 0
+        try:
+            head = self._reader.feed(bytes(buffer[self._fed :]))
+        except MalformedHead as exc:
+            self._refuse(exc)
             return
-        end = head.find(b"\r\n\r\n")
-        if end < 0:
-            if len(head) > MAX_HEAD:
+        self._fed = len(buffer)
+        if head is None:
+            if len(buffer) > MAX_HEAD:
                 self._hand_over()
             return
-        request = parse_head(bytes(head[:end])) if end + 4 <= MAX_HEAD else None
-        if request is None:
-            self._hand_over()
-        elif request.length < 0:
-            self._open(request, end + 4 == len(head))
-        elif request.length > self._front.hub.settings.max_body_bytes:
-            self._hand_over()  # aiohttp answers 413
-        elif len(head) >= (size := end + 4 + request.length):
-            self._begin(request, bytes(head[end + 4 : size]), size)
+        self._reader = None
+        error = refusal(head)
+        if error is not None:
+            self._refuse(error)
+            return
+        end = head_end(buffer)
+        kind = _served_here(head) if end <= MAX_HEAD else None
+        if kind == "stream":
+            self._open(head, end == len(buffer))
+        elif kind is None or head.length > self._front.hub.settings.max_body_bytes:
+            self._hand_over()  # aiohttp answers (413 for a body over the limit)
+        elif len(buffer) >= (size := end + head.length):
+            self._begin(head, bytes(buffer[end:size]), size)
         else:
-            self._body = (request, end + 4, size)
+            self._body = (head, end, size)
+            self.arm(HEAD_TIMEOUT)  # the body has as long as the head had
 
-    def _begin(self, request: _Head, body: bytes, size: int) -> None:
+    def _begin(self, request: Head, body: bytes, size: int) -> None:
         """Answer a publish read whole (its `size` bytes leave the buffer)."""
-        self._stop_timer()
-        del self._head[:size]
+        self.disarm()
+        del self._buffer[:size]
         task = asyncio.get_running_loop().create_task(self._answer(request, body))
         self.task = task
         self._front.publishing.add(task)
         task.add_done_callback(self._front.publishing.discard)
 
-    def _open(self, request: _Head, alone: bool) -> None:
+    def _open(self, request: Head, alone: bool) -> None:
         if not alone or self._served:
             self._hand_over()  # bytes after the head, or a stream after publishes: aiohttp's
             return
@@ -362,40 +313,59 @@ class _Connection(asyncio.Protocol):
         except Exception:
             self._hand_over()  # aiohttp answers the refusal (or the failure)
             return
-        self._stop_timer()
+        self.disarm()
         self._stream = True
         origin = request.headers.get("Origin")
         task = self._serve(opening, redact(request.path_qs), origin)
         self.task = asyncio.get_running_loop().create_task(task)
 
+    def _refuse(self, error: HubError) -> None:
+        """Answers a request the front will not serve nor pass on, and closes."""
+        self.disarm()
+        self._stream = True  # nothing more is read
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        status, headers, body = error_answer(error, "a request")
+        transport.write(answer_head(status, PROBLEM, len(body), headers, True) + body)
+        transport.close()
+        log.debug("refused a request: %s", error.detail)
+
     def _hand_over(self) -> None:
-        self._stop_timer()
+        """aiohttp serves the connection from the request being read on; the connection
+        stays in front of it to keep the head deadline."""
+        self.disarm()
         self._front.connections.discard(self)
         transport = self._transport
         if transport is None or transport.is_closing():
             return
         protocol = self._front.aiohttp_protocol()
-        transport.set_protocol(protocol)
+        self._delegate = protocol
         protocol.connection_made(transport)
-        data, self._head = bytes(self._head), bytearray()
+        data, self._buffer, self._reader = bytes(self._buffer), bytearray(), None
+        self._watch = _Watch(self)
         if self._reading_paused:
+            self._reading_paused = False
             transport.resume_reading()
         if data:
-            protocol.data_received(data)
+            self.data_received(data)
 
-    def _arm(self, timeout: float) -> None:
+    def arm(self, timeout: float) -> None:
         self._front.arm(self, timeout)
+
+    def disarm(self) -> None:
+        self._front.disarm(self)
 
     def expire(self) -> None:
         """No whole request in time: an idle keep-alive connection closes; a partial
-        request goes to aiohttp, with its own limits."""
-        if self._served and (self._paused or not self._head) and self._transport is not None:
-            self._transport.close()  # idle, or its client stopped reading answers
+        request is answered 408; aiohttp's connection is closed."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if self._delegate is not None or (self._served and (self._paused or not self._buffer)):
+            transport.close()  # idle, its client stopped reading answers, or aiohttp's
         else:
-            self._hand_over()
-
-    def _stop_timer(self) -> None:
-        self._front.disarm(self)
+            self._refuse(HeadTimeout("the request did not arrive in time"))
 
     @property
     def streaming(self) -> bool:
@@ -412,8 +382,11 @@ class _Connection(asyncio.Protocol):
             self._transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_timer()
+        self.disarm()
         self._front.connections.discard(self)
+        if self._delegate is not None:
+            self._delegate.connection_lost(exc)
+            return
         if self._drained is not None and not self._drained.done():
             self._drained.set_exception(ConnectionResetError())
         if self.task is not None and self._stream:
@@ -421,9 +394,14 @@ class _Connection(asyncio.Protocol):
         # A publish in flight completes: whether it was applied must not depend on the client.
 
     def pause_writing(self) -> None:
+        if self._delegate is not None:
+            self._delegate.pause_writing()
         self._paused = True
 
     def resume_writing(self) -> None:
+        if self._delegate is not None:
+            self._delegate.resume_writing()
+            return
         self._paused = False
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
@@ -432,30 +410,25 @@ class _Connection(asyncio.Protocol):
 
     # -- publishes ----------------------------------------------------------------------------
 
-    async def _answer(self, request: _Head, body: bytes) -> None:
+    async def _answer(self, request: Head, body: bytes) -> None:
         hub = self._front.hub
         started = time.monotonic()
         close = "close" in request.headers.get("Connection", "").lower()
-        headers: dict[str, str] = {}
         try:
             answer = await counted(hub, publish_request(hub, request, body))
             status, content_type = 200, JSON
-        except HubError as exc:
-            if exc.status >= 500:
-                log.warning("POST /publish: %s", exc.detail)
-            status, content_type, headers = exc.status, PROBLEM, exc.headers()
-            answer = problem_body(exc.problem())
-        except Exception:
-            log.exception("a publish failed")
-            error = HubError("the hub failed to handle the request (see its log)")
-            status, content_type, answer, close = 500, PROBLEM, problem_body(error.problem()), True
+            headers: dict[str, str] = {}
+        except Exception as exc:
+            status, headers, answer = error_answer(exc, "POST /publish")
+            content_type = PROBLEM
+            close = close or (status >= 500 and not isinstance(exc, HubError))
         self.task = None
         self._served = True
         transport = self._transport
         if transport is None or transport.is_closing():
             return
         close = close or self._front.closing
-        transport.write(_answer_head(status, content_type, len(answer), headers, close) + answer)
+        transport.write(answer_head(status, content_type, len(answer), headers, close) + answer)
         self._log_access("POST", "/publish", status, time.monotonic() - started)
         if close:
             transport.close()
@@ -469,22 +442,22 @@ class _Connection(asyncio.Protocol):
             return
         if self._paused:
             self._pause_reading()  # resume_writing comes back here
-            self._arm(KEEP_ALIVE)
+            self.arm(KEEP_ALIVE)
             return
         if self._reading_paused:
             self._reading_paused = False
             transport.resume_reading()
-        self._arm(HEAD_TIMEOUT if self._head else KEEP_ALIVE)
-        if self._head:
+        self.arm(HEAD_TIMEOUT if self._buffer else KEEP_ALIVE)
+        if self._buffer:
             self._read()
 
-    # -- the stream ---------------------------------------------------------------------------
+    # -- the stream (the Sink of `hub.stream.open_stream`) -------------------------------------
 
     async def _serve(self, opening: Opening, path_qs: str, origin: str | None) -> None:
         front = self._front
         hub = front.hub
         self._timeout = send_timeout(hub.settings)
-        self._pending = _response_head(hub.cors.headers_for(origin))
+        self._pending = stream_head(hub.cors.headers_for(origin))
         started = time.monotonic()
         failed = False
         try:
@@ -497,7 +470,7 @@ class _Connection(asyncio.Protocol):
             opening.release(hub)
             if not failed and not self._pending:
                 self._log_access("GET", path_qs, 200, time.monotonic() - started)
-        if failed and self._head:
+        if failed and self._buffer:
             self.task = None
             self._stream = False
             self._pending = b""
@@ -523,7 +496,7 @@ class _Connection(asyncio.Protocol):
             if hasattr(socket, "TCP_USER_TIMEOUT"):
                 millis = int(self._timeout * 1000)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, millis)
-        self._head = bytearray()  # kept until now for a hand-over
+        self._buffer = bytearray()  # kept until now for a hand-over
 
     async def write(self, data: bytes) -> None:
         transport = self._transport

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
-from pytest_aiohttp import AiohttpClient
+from aiohttp import ClientSession
+from yarl import URL
 
 from hub.app import create_app
 from hub.auth import mint
 from hub.config import Settings
-from hub.front import HubRunner
+from hub.serving import HubServer
 from tests.hub_process import HubProcess
 from tests.redis_server import RedisServer
 from tests.sse_client import SSEStream
@@ -80,7 +79,7 @@ def make_settings(broker_kind: str, request: pytest.FixtureRequest) -> MakeSetti
 class HubClient:
     """Talks to a hub on a real HTTP server as publishers and browsers do."""
 
-    def __init__(self, client: TestClient[Any, Any], settings: Settings) -> None:
+    def __init__(self, client: LiveClient, settings: Settings) -> None:
         self.client = client
         self.settings = settings
 
@@ -155,21 +154,45 @@ class HubClient:
 MakeHub = Callable[..., Awaitable[HubClient]]
 
 
-class FrontTestServer(TestServer):
-    """A test server as `hub serve` runs: the lean front before aiohttp."""
+class LiveClient:
+    """An HTTP client of a hub served as `hub serve` serves it (the lean front before
+    aiohttp, on a real socket): requests take paths relative to the hub."""
 
-    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
-        return HubRunner(self.app, **kwargs)
+    def __init__(self, server: HubServer, session: ClientSession) -> None:
+        self.server = server
+        self.app = server.app
+        self.host = "127.0.0.1"
+        self.port = server.port
+        self.session = session
+        self.get = session.get
+        self.post = session.post
+        self.options = session.options
+        self.request = session.request
+
+    def make_url(self, path: str) -> URL:
+        return URL.build(scheme="http", host=self.host, port=self.port, path=path or "/")
+
+    async def close(self) -> None:
+        if not self.session.closed:
+            await self.session.close()
+            await self.server.stop()
 
 
 @pytest.fixture
-async def make_hub(aiohttp_client: AiohttpClient, make_settings: MakeSettings) -> MakeHub:
+async def make_hub(make_settings: MakeSettings) -> AsyncIterator[MakeHub]:
+    clients: list[LiveClient] = []
+
     async def make(**overrides: Any) -> HubClient:
         settings = make_settings(**overrides)
-        client: TestClient[Any, Any] = await aiohttp_client(FrontTestServer(create_app(settings)))
-        return HubClient(client, settings)
+        server = HubServer(create_app(settings))
+        await server.start("127.0.0.1", 0)
+        session = ClientSession(base_url=f"http://127.0.0.1:{server.port}")
+        clients.append(LiveClient(server, session))
+        return HubClient(clients[-1], settings)
 
-    return make
+    yield make
+    for client in clients:
+        await client.close()
 
 
 @pytest.fixture

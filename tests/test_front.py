@@ -14,16 +14,24 @@ import pytest
 
 from hub import front as front_module
 from hub.accesslog import redact
-from hub.front import Front, parse_head
+from hub.front import Front, _Connection, _served_here
+from hub.head import HeadReader, MalformedHead, refusal
 from tests.conftest import HubClient, MakeHub
 
 
 def _front(hub: HubClient) -> Front:
-    runner = hub.client.server.runner
-    assert runner is not None
-    server = runner.server
-    assert isinstance(server, Front)
-    return server
+    return hub.client.server.front
+
+
+def _streams(hub: HubClient) -> set[_Connection]:
+    """The connections the front streams events on now."""
+    return {c for c in _front(hub).connections if c.streaming}
+
+
+def _entry(entry_id: str) -> tuple[int, int]:
+    """An entry id in the order the broker gave it (`<ms>-<seq>`: numbers, not text)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq)
 
 
 async def _raw(hub: HubClient, *chunks: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -73,10 +81,10 @@ async def test_a_plain_stream_is_served_by_the_front_byte_by_byte(hub: HubClient
     assert "Content-Type: text/event-stream; charset=utf-8\r\n" in head
     assert "Transfer-Encoding: chunked\r\n" in head
     assert "aiohttp" not in head  # aiohttp names itself in Server:; the front does not
-    await _until(lambda: len(_front(hub).streams) == 1)
+    await _until(lambda: len(_streams(hub)) == 1)
     await _receives(hub, reader, "fay")
     writer.close()
-    await _until(lambda: not _front(hub).streams)  # ends with its connection
+    await _until(lambda: not _streams(hub))  # ends with its connection
     # The slot was given back: the user can open max_streams_per_user streams again.
     streams = [await hub.subscribe("fay") for _ in range(hub.settings.max_streams_per_user)]
     for stream in streams:
@@ -87,7 +95,6 @@ async def test_a_plain_stream_is_served_by_the_front_byte_by_byte(hub: HubClient
     ("extra", "version"),
     [
         ("", "1.0"),  # not HTTP/1.1
-        ("X-Note: caf\xc3\xa9\r\n", "1.1"),  # bytes outside ASCII in a header
         ("Content-Length: 0\r\n", "1.1"),  # a body, even an empty one
     ],
 )
@@ -100,7 +107,7 @@ async def test_what_the_front_does_not_read_itself_aiohttp_streams(
     head = await _head(reader)
     assert head.startswith(f"HTTP/{version} 200 OK\r\n"), head
     assert "aiohttp" in head
-    assert not _front(hub).streams
+    assert not _streams(hub)
     await _receives(hub, reader, "gus")
     writer.close()
 
@@ -119,7 +126,7 @@ async def test_a_request_pipelined_behind_the_head_is_answered_by_aiohttp(
     token = hub.subscriber_token("hal")
     reader, writer = await _raw(hub, _get(token) + b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n")
     assert (await _head(reader)).startswith("HTTP/1.1 200 OK\r\n")
-    assert not _front(hub).streams  # both requests went to aiohttp
+    assert not _streams(hub)  # both requests went to aiohttp
     writer.close()
 
 
@@ -129,51 +136,82 @@ async def test_other_paths_go_to_aiohttp(hub: HubClient) -> None:
     writer.close()
 
 
+def _read(head: bytes) -> str:
+    """What the front makes of a whole head: "refused" (answered by the front), "stream",
+    "publish", or "passed on" (to aiohttp)."""
+    try:
+        parsed = HeadReader().feed(head + b"\r\n\r\n")
+    except MalformedHead:
+        return "refused"
+    assert parsed is not None
+    if refusal(parsed) is not None:
+        return "refused"
+    return _served_here(parsed) or "passed on"
+
+
 @pytest.mark.parametrize(
     "head",
     [
         b"GET /events HTTP/1.1\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b",
         b"GET /events HTTP/1.1\r\nCookie: a=1\r\nCookie: b=2",
-        b"GET /events HTTP/1.1\r\nX-A: 1\r\n folded",
         b"GET /events HTTP/1.1\r\nTransfer-Encoding: chunked",
         b"GET /events HTTP/1.1\r\nUpgrade: websocket",
-        b"GET /events HTTP/1.1\r\nBad Name: 1",
-        b"GET /events HTTP/1.1\r\nX: a\x00b",
         b"GET /eventsx HTTP/1.1",
         b"GET /events#x HTTP/1.1",
-        b"GET  /events HTTP/1.1",
         b"POST /events HTTP/1.1",
         b"GET /events HTTP/1.1\r\nHost: a\r\nHost: b",
         b"GET /events HTTP/1.1\r\nX-Pad: " + b"x" * 9000,
         b"GET /events HTTP/1.1" + b"\r\nX: 1" * 129,
+        b"GET http://hub/events HTTP/1.1",
         b"POST /publish HTTP/1.1\r\nContent-Type: application/json",  # no length
         b"POST /publish HTTP/1.1\r\nContent-Type: application/x-ndjson\r\nContent-Length: 2",
         b"POST /publish HTTP/1.1\r\nContent-Type: application/json; charset=utf-8\r\n"
         b"Content-Length: 2",
-        b"POST /publish HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: +2",
-        b"POST /publish HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
-        b"Transfer-Encoding: chunked",
         b"POST /publish HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
         b"Origin: https://app.example",  # a browser's: CORS headers are aiohttp's
         b"POST /publish HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
         b"Expect: 100-continue",
-        b"POST /publish HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
-        b"content-length: 2",
         b"POST /publish?x=1 HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2",
         b"POST /publish HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: 2",
         b"PUT /publish HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2",
     ],
 )
 def test_heads_the_front_passes_on(head: bytes) -> None:
-    assert parse_head(head) is None
+    assert _read(head) == "passed on"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /events HTTP/1.1\r\nX-A: 1\r\n folded",
+        b"GET /events HTTP/1.1\r\nBad Name: 1",
+        b"GET /events HTTP/1.1\r\nX: a\x00b",
+        b"GET /events HTTP/1.1\r\nCookie: a=\x01",
+        b"GET /events?token=caf\xc3\xa9 HTTP/1.1",
+        b"GET /events HTTP/1.1\nHost: hub",
+        b"GET /events HTTP/2.0",
+        b"GET /events HTTP/1.2",
+        b"POST /publish HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: +2",
+        b"POST /publish HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+        b"content-length: 2",
+        b"POST /publish HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+        b"Transfer-Encoding: chunked",
+        b"POST /publish HTTP/1.1\r\nTransfer-Encoding: identity, chunked",
+        b"POST /publish HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+        b"POST /publish HTTP/1.1\r\nTransfer-Encoding: gzip",
+    ],
+)
+def test_heads_the_front_refuses_itself(head: bytes) -> None:
+    assert _read(head) == "refused"
 
 
 def test_a_head_the_front_reads() -> None:
-    parsed = parse_head(
+    parsed = HeadReader().feed(
         b"GET /events?topic=a&topic=b%2Bc&token=x+y HTTP/1.1\r\n"
-        b"Host: hub\r\nlast-event-id:  abc \r\nCookie: hub_token=t1; other=2"
+        b"Host: hub\r\nlast-event-id:  abc \r\nCookie: hub_token=t1; other=2\r\n\r\n"
     )
     assert parsed is not None
+    assert _served_here(parsed) == "stream"
     assert parsed.query.getall("topic") == ["a", "b+c"]
     assert parsed.query["token"] == "x y"  # as aiohttp decodes a query
     assert parsed.headers["Last-Event-ID"] == "abc"
@@ -216,7 +254,7 @@ async def test_json_publishes_are_answered_by_the_front_on_one_connection(hub: H
     writer.write(_post(token, _message("ida", "two")))  # the same connection, kept alive
     _, again = await _answer(reader)
     assert [e.data for e in await stream.take(2)] == ["one", "two"]
-    assert answer["ids"]["user:ida"] < again["ids"]["user:ida"]
+    assert _entry(answer["ids"]["user:ida"]) < _entry(again["ids"]["user:ida"])
     writer.close()
     stream.close()
 
@@ -229,7 +267,7 @@ async def test_pipelined_publishes_are_answered_in_order_then_aiohttp_takes_over
     healthz = b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n"
     reader, writer = await _raw(hub, b"".join(requests) + healthz)
     ids = [(await _answer(reader))[1]["ids"]["user:jo"] for _ in requests]
-    assert ids == sorted(ids)
+    assert ids == sorted(ids, key=_entry)
     assert len(set(ids)) == 3
     await _ok_from_aiohttp(reader)
     writer.close()
@@ -320,25 +358,73 @@ async def test_an_idle_keep_alive_connection_is_closed(
 
 
 def test_a_publish_head_the_front_reads() -> None:
-    parsed = parse_head(
+    parsed = HeadReader().feed(
         b"POST /publish HTTP/1.1\r\nContent-Type: Application/JSON\r\nContent-Length: 17\r\n"
-        b"Idempotency-Key: k1"
+        b"Idempotency-Key: k1\r\n\r\n"
     )
     assert parsed is not None
+    assert _served_here(parsed) == "publish"
     assert parsed.length == 17
     assert parsed.headers["Idempotency-Key"] == "k1"
 
 
-async def test_a_head_not_complete_in_time_goes_to_aiohttp(
-    hub: HubClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(front_module, "HEAD_TIMEOUT", 0.2)
+async def _refused(reader: asyncio.StreamReader, status: int) -> dict[str, Any]:
+    """The front's answer to a request it refuses: a problem, then the connection closes."""
+    head, problem = await _answer(reader)
+    assert head.startswith(f"HTTP/1.1 {status} "), head
+    assert "Content-Type: application/problem+json\r\n" in head
+    assert "Connection: close\r\n" in head
+    assert problem["status"] == status
+    assert await asyncio.wait_for(reader.read(), 10) == b""
+    return problem
+
+
+@pytest.fixture
+def quick_deadlines(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(front_module, "HEAD_TIMEOUT", 0.3)
     monkeypatch.setattr(front_module, "SWEEP", 0.1)
-    request = _get(hub.subscriber_token("oli"))
-    reader, writer = await _raw(hub, request[:20])
-    await _until(lambda: not _front(hub).connections)  # handed over
-    writer.write(request[20:])
-    await _ok_from_aiohttp(reader)
+
+
+@pytest.mark.usefixtures("quick_deadlines")
+@pytest.mark.parametrize("sent", [b"", b"GET /events HTTP/1.1\r\nHost: hub\r\n"])
+async def test_a_head_not_complete_in_time_is_answered_408(hub: HubClient, sent: bytes) -> None:
+    reader, writer = await _raw(hub, sent)
+    await _refused(reader, 408)
+    writer.close()
+
+
+@pytest.mark.usefixtures("quick_deadlines")
+async def test_a_partial_head_on_a_connection_aiohttp_serves_is_cut_off(hub: HubClient) -> None:
+    reader, writer = await _raw(hub, b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n")
+    head, _ = await _answer(reader)
+    assert "aiohttp" in head
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n")  # and then nothing
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # closed, not held for an hour
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    ("request_", "status"),
+    [
+        (b"GET /events HTTP/1.1\nHost: hub\n\n", 400),  # bare LF line ends
+        (b"GET /healthz HTTP/1.1\r\nHost: hub\r\nX-A: 1\r\n folded\r\n\r\n", 400),
+        (b"GET /events?token=caf\xc3\xa9 HTTP/1.1\r\nHost: hub\r\n\r\n", 400),
+        (b"GET /events HTTP/1.1\r\nHost: hub\r\nCookie: hub_token=a\x01b\r\n\r\n", 400),
+        (b"GET /events HTTP/2.0\r\nHost: hub\r\n\r\n", 505),
+        (b"GET /healthz HTTP/2.0\r\nHost: hub\r\n\r\n", 505),
+        (
+            b"POST /publish HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: identity, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+            501,
+        ),
+    ],
+)
+async def test_heads_the_front_refuses_are_answered_at_once(
+    hub: HubClient, monkeypatch: pytest.MonkeyPatch, request_: bytes, status: int
+) -> None:
+    monkeypatch.setattr(front_module, "HEAD_TIMEOUT", 600.0)  # an answer is not the timeout's
+    reader, writer = await _raw(hub, request_)
+    await _refused(reader, status)
     writer.close()
 
 
@@ -403,21 +489,15 @@ async def test_bodies_in_many_pieces_then_a_stream_on_the_same_connection(
     stream.close()
 
 
-async def test_a_partial_request_after_a_kept_alive_answer_goes_to_aiohttp_in_time(
-    hub: HubClient, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.usefixtures("quick_deadlines")
+async def test_a_partial_request_after_a_kept_alive_answer_is_answered_408(
+    hub: HubClient,
 ) -> None:
-    monkeypatch.setattr(front_module, "HEAD_TIMEOUT", 0.2)
-    monkeypatch.setattr(front_module, "SWEEP", 0.1)
     reader, writer = await _raw(hub, _post(hub.publisher_token(), _message("sal", "x")))
     await _answer(reader)
-    body = _message("sal", "y")
-    request = _post(hub.publisher_token(), body)
-    writer.write(request[:30])
-    await _until(lambda: not _front(hub).connections)  # handed over well before KEEP_ALIVE
-    writer.write(request[30:])
-    head, _ = await _answer(reader)
-    assert head.startswith("HTTP/1.1 200 OK\r\n")
-    assert "aiohttp" in head
+    request = _post(hub.publisher_token(), _message("sal", "y"))
+    writer.write(request[:30])  # well before KEEP_ALIVE: the head timeout applies
+    await _refused(reader, 408)
     writer.close()
 
 

@@ -1,0 +1,205 @@
+"""Request heads read by llhttp (through httptools), and the heads of the front's answers.
+
+llhttp, the parser of Node.js and of aiohttp's own C extension, decides what a
+request head is: its method, target, version and fields, strictly (CRLF line
+ends, no whitespace before a colon, no control bytes, no two Content-Lengths,
+no Content-Length beside Transfer-Encoding). We only read what it reports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+from http.cookies import CookieError, SimpleCookie
+
+import httptools
+from multidict import CIMultiDict, CIMultiDictProxy, MultiDictProxy
+from yarl import URL
+
+from hub.errors import BadRequest, HubError
+
+
+class MalformedHead(BadRequest):
+    """llhttp refused the bytes: answered by the front, never handed on."""
+
+
+class VersionNotSupported(HubError):
+    status = 505
+    title = "HTTP version not supported"
+
+
+class NotImplementedCoding(HubError):
+    status = 501
+    title = "Not implemented"
+
+
+class HeadTimeout(HubError):
+    status = 408
+    title = "Request timeout"
+
+
+class _Complete(Exception):
+    """Stops llhttp at the end of the head: the body is read by whoever serves it."""
+
+
+class Head:
+    """One parsed request head: what handlers read of it (see `RequestView`)."""
+
+    __slots__ = ("_cookies", "fields", "headers", "length", "method", "target", "version")
+
+    def __init__(
+        self, method: str, target: bytes, version: str, fields: list[tuple[bytes, bytes]]
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.fields = fields
+        headers: CIMultiDict[str] = CIMultiDict()
+        for name, value in fields:
+            # As aiohttp reads them: without the whitespace around, every byte kept.
+            text = value.strip(b" \t").decode("utf-8", "surrogateescape")
+            headers.add(name.decode("ascii"), text)
+        self.headers = CIMultiDictProxy(headers)
+        self.length = -1  # a publish's body length, once known
+        self._cookies: dict[str, str] | None = None
+
+    @property
+    def path_qs(self) -> str:
+        return self.target.decode("latin-1")  # llhttp lets no byte above 0x7e through
+
+    @property
+    def path(self) -> str:
+        return self.path_qs.partition("?")[0]
+
+    @property
+    def query_string(self) -> str:
+        return self.path_qs.partition("?")[2]
+
+    @property
+    def query(self) -> MultiDictProxy[str]:
+        return URL.build(query_string=self.query_string, encoded=True).query
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The Cookie header as the standard library reads it."""
+        if self._cookies is None:
+            jar: SimpleCookie = SimpleCookie()
+            # What was read before a malformed part is kept.
+            with contextlib.suppress(CookieError):
+                jar.load(self.headers.get("Cookie", ""))
+            self._cookies = {name: morsel.value for name, morsel in jar.items()}
+        return self._cookies
+
+    def duplicated(self) -> bool:
+        """Any field twice (whatever its case)."""
+        return len({name.lower() for name, _ in self.fields}) != len(self.fields)
+
+
+class HeadReader:
+    """Feeds bytes to llhttp until one request head is complete.
+
+    `feed` returns the Head once llhttp has read all of it, None while more is
+    needed, and raises MalformedHead when llhttp refuses the bytes; the reader
+    is used for one head only.
+    """
+
+    __slots__ = ("_fields", "_head", "_parser", "_url")
+
+    def __init__(self) -> None:
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._fields: list[tuple[bytes, bytes]] = []
+        self._head: Head | None = None
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._fields.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        method = parser.get_method().decode("ascii")
+        self._head = Head(method, self._url, parser.get_http_version(), self._fields)
+        raise _Complete
+
+    def feed(self, data: bytes | memoryview) -> Head | None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError:
+            if self._head is None:
+                raise
+            return self._head
+        except httptools.HttpParserError as exc:
+            raise MalformedHead(f"malformed HTTP request ({exc})") from None
+        return None
+
+
+def head_end(data: bytes | bytearray) -> int:
+    """Where a head that llhttp read whole ends in `data` (just past its blank line).
+
+    llhttp insists on CRLF line ends and skips blank lines before a request, so
+    the first CRLF CRLF after those is the blank line that ends the head.
+    """
+    start = 0
+    while start < len(data) and data[start] in b"\r\n":
+        start += 1
+    return data.find(b"\r\n\r\n", start) + 4
+
+
+def refusal(head: Head) -> HubError | None:
+    """What the front answers for a head it will not pass on, or None."""
+    if head.version not in ("1.0", "1.1"):
+        return VersionNotSupported(f"HTTP/{head.version} is not supported; use HTTP/1.1")
+    codings = head.headers.getall("Transfer-Encoding", [])
+    if codings and [c.strip().lower() for c in codings] != ["chunked"]:
+        # As nginx: only plain chunked bodies; `identity, chunked` and the like smuggle.
+        return NotImplementedCoding("only Transfer-Encoding: chunked is supported")
+    return None
+
+
+class _Date:
+    """The Date header's value, made once a second."""
+
+    second = 0
+    value = ""
+
+    @classmethod
+    def now(cls) -> str:
+        second = int(time.time())
+        if second != cls.second:
+            cls.second, cls.value = second, formatdate(second, usegmt=True)
+        return cls.value
+
+
+def answer_head(
+    status: int, content_type: str, length: int, headers: dict[str, str], close: bool
+) -> bytes:
+    """The head of a whole answer (a publish's, or a refusal's)."""
+    lines = [
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {length}",
+        f"Date: {_Date.now()}",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def stream_head(cors: dict[str, str]) -> bytes:
+    """The head of an event stream (chunked, never buffered by a proxy)."""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in cors.items())
+    return (
+        "HTTP/1.1 200 OK\r\n"
+        "Content-Type: text/event-stream; charset=utf-8\r\n"
+        "Cache-Control: no-cache\r\n"
+        "Connection: keep-alive\r\n"
+        "X-Accel-Buffering: no\r\n"
+        "Transfer-Encoding: chunked\r\n"
+        f"Date: {_Date.now()}\r\n"
+        f"{extra}\r\n"
+    ).encode()
