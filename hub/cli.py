@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from hub import __version__
 from hub.auth import mint
 from hub.client import HubClientError, Publisher, subscribe
-from hub.config import Settings, load_settings
+from hub.config import Settings, load_settings, stray_variables
 from hub.errors import ConfigError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -118,15 +118,28 @@ async def _listen(args: argparse.Namespace, settings: Settings, url: str) -> int
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Options given on the command line: errors name them (--port), not HUB_PORT.
+    flags = {
+        name: getattr(args, name)
+        for name in ("host", "port", "workers")
+        if getattr(args, name, None) is not None
+    }
+    try:
+        settings = load_settings(args.config, **flags)
+    except ConfigError as exc:
+        _warn_stray_variables()  # a misspelt variable is a likely cause
+        print(f"hub: bad setting: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.command == "serve":
-            from hub.server import serve
+            from hub.server import StartError, serve
 
-            settings = load_settings(
-                args.config, host=args.host, port=args.port, workers=args.workers
-            )
-            return serve(settings)
-        settings = load_settings(args.config)
+            try:
+                return serve(settings, flags)
+            except StartError as exc:
+                print(f"hub: {exc}", file=sys.stderr)
+                return 1
+        _warn_stray_variables()
         if args.command == "token":
             print(_token(args, settings))
             return 0
@@ -141,3 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _warn_stray_variables() -> None:
+    """Printed as they are (`hub serve` logs them instead, in its log format)."""
+    for warning in stray_variables(os.environ):
+        print(f"hub: warning: {warning}", file=sys.stderr)

@@ -1,25 +1,49 @@
 """Settings: defaults, overridden by a TOML file, overridden by `HUB_<NAME>` variables.
 
-A bad value stops start-up with one line naming the setting.
+A bad value stops start-up with one line naming the setting where it came from
+(`HUB_PORT`, `--port`, or the config file's `port`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from hub.errors import ConfigError
 
 ENV_PREFIX = "HUB_"
+# HUB_* variables that are not settings: the command line's and the client example's.
+OTHER_VARIABLES = frozenset(
+    {"HUB_CONFIG", "HUB_URL", "HUB_SUBSCRIBER_TOKEN", "HUB_PUBLISHER_TOKEN"}
+)
 _ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
 # The longest request line the HTTP parser accepts (aiohttp's default is 8190).
 MAX_REQUEST_LINE = 65536
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+_EXPECTED = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "tuple[str, ...]": "a comma-separated list",
+}
+
+
+class InvalidSetting(ConfigError):
+    """A value `Settings` refuses; `load_settings` names it where it came from."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{_env(name)}: {reason}")
+        self.name = name
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +95,6 @@ class Settings:
 
     def __post_init__(self) -> None:
         positive = (
-            "port",
             "heartbeat_interval",
             "history_max_len",
             "history_ttl",
@@ -87,38 +110,57 @@ class Settings:
         )
         for name in positive:
             if getattr(self, name) <= 0:
-                raise ConfigError(f"{_env(name)}: must be greater than 0")
+                raise InvalidSetting(name, "must be greater than 0")
+        for name in ("max_streams_per_user", "jwt_leeway", "retry_ms", "shutdown_timeout"):
+            if getattr(self, name) < 0:
+                raise InvalidSetting(name, "must not be negative")
         if not 0 < self.port < 65536:
-            raise ConfigError(f"{_env('port')}: must be a TCP port (1-65535)")
+            raise InvalidSetting("port", "must be a TCP port (1-65535)")
         if self.workers < 1:
-            raise ConfigError(f"{_env('workers')}: must be at least 1")
+            raise InvalidSetting("workers", "must be at least 1")
         if self.workers > 1 and not self.redis_url:
-            raise ConfigError(
-                f"{_env('workers')}: several workers share streams through Redis; set HUB_REDIS_URL"
+            raise InvalidSetting(
+                "workers", "several workers share streams through Redis; set HUB_REDIS_URL"
             )
-        if self.max_streams_per_user < 0:
-            raise ConfigError(f"{_env('max_streams_per_user')}: must not be negative")
         if not 0 < self.max_query_length <= MAX_REQUEST_LINE:
-            raise ConfigError(f"{_env('max_query_length')}: must be 1-{MAX_REQUEST_LINE}")
-        if self.jwt_leeway < 0:
-            raise ConfigError(f"{_env('jwt_leeway')}: must not be negative")
-        if self.retry_ms < 0 or self.shutdown_timeout < 0:
-            raise ConfigError("HUB_RETRY_MS and HUB_SHUTDOWN_TIMEOUT must not be negative")
+            raise InvalidSetting("max_query_length", f"must be 1-{MAX_REQUEST_LINE}")
         if self.history_meta_ttl < self.history_ttl:
-            raise ConfigError(f"{_env('history_meta_ttl')}: must be at least HUB_HISTORY_TTL")
-        for name in ("subscriber_jwt_algorithm", "publisher_jwt_algorithm"):
-            if getattr(self, name) not in _ALGORITHMS:
-                raise ConfigError(f"{_env(name)}: must be one of {', '.join(_ALGORITHMS)}")
-        if self.log_format not in ("text", "json"):
-            raise ConfigError(f"{_env('log_format')}: must be text or json")
-        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-            raise ConfigError(f"{_env('log_level')}: must be DEBUG, INFO, WARNING or ERROR")
-        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(
-                f"{_env('redis_url')}: must start with redis://, rediss:// or unix://"
-            )
+            raise InvalidSetting("history_meta_ttl", "must be at least HUB_HISTORY_TTL")
         if self.max_body_bytes < self.max_payload_bytes:
-            raise ConfigError(f"{_env('max_body_bytes')}: must be at least HUB_MAX_PAYLOAD_BYTES")
+            raise InvalidSetting("max_body_bytes", "must be at least HUB_MAX_PAYLOAD_BYTES")
+        if self.log_format not in ("text", "json"):
+            raise InvalidSetting("log_format", "must be text or json")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise InvalidSetting("log_level", "must be DEBUG, INFO, WARNING or ERROR")
+        if self.redis_url:
+            try:
+                redis_options(self.redis_url)
+            except ValueError as exc:
+                raise InvalidSetting("redis_url", str(exc)) from None
+        self._check_keys()
+
+    def _check_keys(self) -> None:
+        for kind in ("subscriber", "publisher"):
+            algorithm = getattr(self, f"{kind}_jwt_algorithm")
+            if algorithm not in _ALGORITHMS:
+                raise InvalidSetting(
+                    f"{kind}_jwt_algorithm", f"must be one of {', '.join(_ALGORITHMS)}"
+                )
+            key: str = getattr(self, f"{kind}_jwt_key")
+            # RFC 7518 3.2: an HMAC key at least as long as the hash (PyJWT warns below it).
+            needed = int(algorithm[2:]) // 8 if algorithm.startswith("HS") else 0
+            if key and len(key.encode()) < needed:
+                raise InvalidSetting(
+                    f"{kind}_jwt_key",
+                    f"an {algorithm} key must be at least {needed} bytes, not "
+                    f"{len(key.encode())} (`openssl rand -hex 32` makes one of 64)",
+                )
+        if self.subscriber_jwt_key and self.subscriber_jwt_key == self.publisher_jwt_key:
+            raise InvalidSetting(
+                "publisher_jwt_key",
+                "must differ from HUB_SUBSCRIBER_JWT_KEY "
+                "(else whoever signs subscriber tokens can sign publisher tokens)",
+            )
 
     @property
     def uses_redis(self) -> bool:
@@ -129,8 +171,79 @@ def _env(name: str) -> str:
     return ENV_PREFIX + name.upper()
 
 
-def _convert(name: str, kind: str, value: object, origin: str) -> object:
-    where = f"{origin}: " if origin else ""
+def flag(name: str) -> str:
+    """The `hub serve` option that sets `name`."""
+    return "--" + name.replace("_", "-")
+
+
+def setting_name(name: str, flags: Collection[str] = ()) -> str:
+    """`--port` when the value came from that option (one of `flags`), else `HUB_PORT`."""
+    return flag(name) if name in flags else _env(name)
+
+
+def _database(text: str, where: str) -> int:
+    if not (text.isascii() and text.isdecimal()):
+        raise ValueError(f"{where} must be a database number (redis://host:6379/0)")
+    return int(text)
+
+
+def redis_options(url: str) -> dict[str, Any]:
+    """host/port or path, username, password and db of a redis://, rediss:// or unix:// URL
+    (`tls` for rediss://, with its `ssl_*` query options). A ValueError says what is wrong,
+    never repeating the URL (it may hold a password)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed [IPv6 address]; the message would repeat the host part
+        raise ValueError("not a usable URL: its host part cannot be read") from None
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = 0
+    options: dict[str, Any] = {}
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    if parts.scheme == "rediss":
+        options["tls"] = True
+    query = parse_qs(parts.query)
+    if parts.scheme == "unix":
+        if parts.hostname or not parts.path:
+            raise ValueError("a unix:// URL takes an absolute path: unix:///run/redis.sock")
+        options["path"] = unquote(parts.path)
+    else:
+        if port == 0:
+            raise ValueError("not a usable URL: the port must be 1-65535")
+        options["host"] = parts.hostname or "localhost"
+        options["port"] = port or 6379
+        if db := parts.path.strip("/"):
+            options["db"] = _database(db, "the path")
+    if "db" in query:
+        options["db"] = _database(query["db"][0], "db=")
+    for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs"):
+        if name in query:
+            options[name] = query[name][0]
+    if options.get("ssl_cert_reqs", "required").lower() not in ("none", "optional", "required"):
+        raise ValueError("ssl_cert_reqs= must be none, optional or required")
+    if parts.username:
+        options["username"] = unquote(parts.username)
+    if parts.password:
+        options["password"] = unquote(parts.password)
+    return options
+
+
+def stray_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each HUB_* variable that is no setting: misspelt, it would be ignored."""
+    known = {_env(f.name) for f in fields(Settings)} | OTHER_VARIABLES
+    warnings = []
+    for name in sorted(environ):
+        if not name.upper().startswith(ENV_PREFIX) or name in known:
+            continue
+        close = difflib.get_close_matches(name.upper(), sorted(known), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"{name} is not a setting and is ignored{hint}")
+    return warnings
+
+
+def _convert(kind: str, value: object, label: str) -> object:
     try:
         if kind == "bool":
             if isinstance(value, bool):
@@ -158,8 +271,7 @@ def _convert(name: str, kind: str, value: object, origin: str) -> object:
             return str(value)
         raise ValueError
     except ValueError:
-        expected = {"tuple[str, ...]": "a comma-separated list"}.get(kind, f"a {kind}")
-        raise ConfigError(f"{where}{_env(name)}: expected {expected}, got {value!r}") from None
+        raise ConfigError(f"{label}: expected {_EXPECTED[kind]}, got {value!r}") from None
 
 
 def load_settings(
@@ -171,6 +283,7 @@ def load_settings(
     env = os.environ if environ is None else environ
     kinds = {f.name: str(f.type) for f in fields(Settings)}
     values: dict[str, object] = {}
+    labels: dict[str, str] = {}  # where a value came from, when not from HUB_<NAME>
     path = config_file or env.get(ENV_PREFIX + "CONFIG")
     if path:
         try:
@@ -182,12 +295,20 @@ def load_settings(
         for key, value in table.items():
             if key not in kinds:
                 raise ConfigError(f"config file {path}: unknown setting {key!r}")
-            values[key] = _convert(key, kinds[key], value, str(path))
+            labels[key] = f"config file {path}: {key}"
+            values[key] = _convert(kinds[key], value, labels[key])
     for name, kind in kinds.items():
         raw = env.get(_env(name))
         if raw is not None:
-            values[name] = _convert(name, kind, raw, "")
+            labels.pop(name, None)
+            values[name] = _convert(kind, raw, _env(name))
     for name, value in overrides.items():
         if value is not None:
-            values[name] = _convert(name, kinds[name], value, "")
-    return dataclasses.replace(Settings(), **values)  # type: ignore[arg-type]
+            labels[name] = flag(name)
+            values[name] = _convert(kinds[name], value, labels[name])
+    try:
+        return dataclasses.replace(Settings(), **values)  # type: ignore[arg-type]
+    except InvalidSetting as exc:
+        if exc.name not in labels:
+            raise
+        raise ConfigError(f"{labels[exc.name]}: {exc.reason}") from None

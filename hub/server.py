@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import gc
 import logging
+import os
 import secrets
 import signal
+import socket
+from collections.abc import Collection
 from typing import Any
 
 from aiohttp import web
@@ -15,13 +19,17 @@ from aiohttp import web
 from hub import logs
 from hub.accesslog import AccessLogger
 from hub.app import create_app
-from hub.auth import mint
-from hub.config import Settings
+from hub.auth import TokenVerifier, mint
+from hub.config import Settings, setting_name, stray_variables
 from hub.errors import ConfigError
 from hub.front import HubRunner
 from hub.workers import Supervisor
 
 log = logging.getLogger("hub")
+
+
+class StartError(Exception):
+    """The hub cannot listen where it is told to: one line, exit 1."""
 
 
 def with_keys(settings: Settings) -> tuple[Settings, bool]:
@@ -71,9 +79,46 @@ def event_loop(settings: Settings) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def serve(settings: Settings) -> int:
+def check(settings: Settings, flags: Collection[str] = ()) -> None:
+    """What would stop the hub as it starts, found before anything starts (and before
+    workers fork, each of which would fail the same way): its keys, and its address.
+    `flags`: the settings given as command-line options, named so in errors."""
+    for kind in ("subscriber", "publisher"):  # as create_app builds them
+        key = getattr(settings, f"{kind}_jwt_key")
+        TokenVerifier(key, getattr(settings, f"{kind}_jwt_algorithm"), kind)
+    try:
+        addresses = socket.getaddrinfo(
+            settings.host or None, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        for family, socktype, proto, _, address in addresses:
+            # Bound, never listening, and closed at once, with the options the server uses.
+            with socket.socket(family, socktype, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if settings.workers > 1:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+    except OSError as exc:
+        raise _cannot_listen(settings, flags, exc) from None
+
+
+def _cannot_listen(settings: Settings, flags: Collection[str], exc: OSError) -> StartError:
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    names = f"{setting_name('host', flags)}, {setting_name('port', flags)}"
+    # os.strerror: the errno's own words, not asyncio's wrapping; getaddrinfo's are negative.
+    code = exc.errno
+    reason = os.strerror(code) if code is not None and code > 0 else exc.strerror or str(exc)
+    return StartError(f"cannot listen on {host}:{settings.port} ({names}): {reason.lower()}")
+
+
+def serve(settings: Settings, flags: Collection[str] = ()) -> int:
+    """Runs the hub until stopped: 0, or 1 if it could not start. `flags`: see `check`."""
     logs.setup(settings.log_level, settings.log_format)
+    for warning in stray_variables(os.environ):
+        log.warning("%s", warning)
     settings, generated = with_keys(settings)
+    check(settings, flags)
     if settings.uses_redis:
         log.info("broker: Redis (key prefix %r)", settings.key_prefix)
     else:
@@ -87,10 +132,10 @@ def serve(settings: Settings) -> int:
         log.info("%d workers on port %d", settings.workers, settings.port)
         return Supervisor(
             settings.workers,
-            lambda number: _run(settings, reuse_port=True),
+            lambda number: _worker(settings, flags),
             settings.shutdown_timeout,
         ).run()
-    return _run(settings, reuse_port=False)
+    return _run(settings, False, flags)
 
 
 # Young collections less often: most of the hub's garbage is freed by reference counting,
@@ -107,11 +152,25 @@ def _tune_gc() -> None:
     gc.set_threshold(*_GC_THRESHOLDS)
 
 
-def _run(settings: Settings, reuse_port: bool) -> int:
-    with asyncio.Runner(loop_factory=lambda: event_loop(settings)) as runner:
-        runner.run(_serve(settings, reuse_port))
+def _run(settings: Settings, reuse_port: bool, flags: Collection[str]) -> int:
+    try:
+        with asyncio.Runner(loop_factory=lambda: event_loop(settings)) as runner:
+            runner.run(_serve(settings, reuse_port))
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+            raise
+        raise _cannot_listen(settings, flags, exc) from None  # taken since `check`
     log.info("stopped")
     return 0
+
+
+def _worker(settings: Settings, flags: Collection[str]) -> int:
+    """One worker's hub; what stops it starting is one log line (the supervisor counts it)."""
+    try:
+        return _run(settings, True, flags)
+    except (ConfigError, StartError) as exc:
+        log.error("cannot start: %s", exc)
+        return 2 if isinstance(exc, ConfigError) else 1
 
 
 async def _serve(settings: Settings, reuse_port: bool) -> None:

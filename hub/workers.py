@@ -3,7 +3,8 @@
 Each worker is a whole hub with its own event loop, fan-out and Redis
 connections; the kernel spreads new connections over them. Workers share
 nothing but Redis, which is why several need Redis. The parent only forks,
-restarts a worker that died, and passes SIGTERM/SIGINT on for a clean drain.
+restarts a worker that died (and gives up on one that keeps dying as it
+starts), and passes SIGTERM/SIGINT on for a clean drain.
 """
 
 from __future__ import annotations
@@ -34,16 +35,25 @@ def _end_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-# A worker that dies within this many seconds of starting is restarted after a pause.
+# A worker that dies within this many seconds of starting died starting up: it is restarted
+# after the next of these pauses, and once they are used up (five such deaths in a row) the
+# supervisor gives up, stops the other workers and exits 1 rather than restart forever.
 _QUICK_DEATH = 5.0
-_MAX_PAUSE = 10.0
+_RESTART_PAUSES = (1.0, 2.0, 4.0, 8.0)
 
 
 class Supervisor:
-    def __init__(self, count: int, run_worker: Callable[[int], int], grace: float) -> None:
+    def __init__(
+        self,
+        count: int,
+        run_worker: Callable[[int], int],
+        grace: float,
+        pauses: tuple[float, ...] = _RESTART_PAUSES,
+    ) -> None:
         self._count = count
         self._run_worker = run_worker
         self._grace = grace
+        self._pauses = pauses
         self._workers: dict[int, tuple[int, float]] = {}  # pid -> (worker number, started)
         self._stopping = False
 
@@ -57,6 +67,8 @@ class Supervisor:
             code = 1
             try:
                 code = self._run_worker(number)
+            except Exception:  # os._exit below prints nothing: say why the worker ended
+                log.exception("worker %d failed", number)
             finally:
                 os._exit(code)
         self._workers[pid] = (number, time.monotonic())
@@ -69,11 +81,13 @@ class Supervisor:
                 os.kill(pid, signal.SIGTERM)
 
     def run(self) -> int:
+        """0 once stopped by SIGTERM or SIGINT; 1 if a worker kept dying as it started."""
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         for number in range(self._count):
             self._fork(number)
-        pauses: dict[int, float] = {}
+        quick_deaths: dict[int, int] = {}  # worker number -> quick deaths in a row
+        gave_up = False
         deadline: float | None = None
         while self._workers:
             if self._stopping and deadline is None:
@@ -92,12 +106,20 @@ class Supervisor:
             if self._stopping:
                 continue
             code = os.waitstatus_to_exitcode(status)
-            pause = 0.0
-            if time.monotonic() - started < _QUICK_DEATH:
-                pause = min(max(pauses.get(number, 0.5) * 2, 1.0), _MAX_PAUSE)
-            pauses[number] = pause
+            quick = time.monotonic() - started < _QUICK_DEATH
+            deaths = quick_deaths[number] = (quick_deaths.get(number, 0) + 1) if quick else 0
+            if deaths > len(self._pauses):
+                log.error(
+                    "worker %d exited with %d as it started, %d times in a row: stopping the hub",
+                    number,
+                    code,
+                    deaths,
+                )
+                gave_up = True
+                self._stop(signal.SIGTERM, None)
+                continue
             log.error("worker %d (pid %d) exited with %d; restarting", number, pid, code)
-            time.sleep(pause)
+            time.sleep(self._pauses[deaths - 1] if deaths else 0.0)
             if not self._stopping:
                 self._fork(number)
-        return 0
+        return 1 if gave_up else 0

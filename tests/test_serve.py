@@ -7,17 +7,38 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import jwt
 import pytest
 
 from tests.conftest import PUBLISHER_KEY, SUBSCRIBER_KEY, StartHub
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_port
 from tests.sse_client import SSEStream
+
+KEYS = {"HUB_SUBSCRIBER_JWT_KEY": SUBSCRIBER_KEY, "HUB_PUBLISHER_JWT_KEY": PUBLISHER_KEY}
+EXAMPLE_CONFIG = Path(__file__).parent.parent / "config" / "hub.toml"
+
+
+def run_hub(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`hub ARGS` with `env` (and a free local port): for start-ups that fail, so they end."""
+    return subprocess.run(
+        [sys.executable, "-m", "hub", *args],
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "HUB_HOST": "127.0.0.1",
+            "HUB_PORT": str(free_port()),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def _token(*args: str) -> str:
@@ -153,3 +174,79 @@ async def test_json_logs_have_one_line_per_stream_and_no_tokens(start_hub: Start
     opened = [entry for entry in lines if entry["message"] == "stream opened"]
     assert opened[0]["channels"] == ["user:jay"]
     assert any(entry["logger"] == "aiohttp.access" for entry in lines)
+
+
+@pytest.mark.parametrize("url", ["redis://h:abc", "redis://h/x", "redis://h:99999", "redis://[::1"])
+def test_a_malformed_redis_url_stops_serve_with_one_line(url: str) -> None:
+    result = run_hub("serve", HUB_REDIS_URL=url, **KEYS)
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith("hub: bad setting: HUB_REDIS_URL: "), result.stderr
+
+
+def test_a_port_in_use_is_one_line_naming_the_address_and_the_setting() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        by_env = run_hub("serve", HUB_PORT=port, **KEYS)
+        by_flags = run_hub("serve", "--host", "127.0.0.1", "--port", port, HUB_HOST="::1", **KEYS)
+    assert (by_env.returncode, by_flags.returncode) == (1, 1)
+    assert by_env.stderr.splitlines() == [
+        f"hub: cannot listen on 127.0.0.1:{port} (HUB_HOST, HUB_PORT): address already in use"
+    ]
+    assert by_flags.stderr.splitlines() == [
+        f"hub: cannot listen on 127.0.0.1:{port} (--host, --port): address already in use"
+    ]
+
+
+def test_short_or_shared_keys_stop_serve_and_token_with_the_reason() -> None:
+    short = {"HUB_SUBSCRIBER_JWT_KEY": "too-short", "HUB_PUBLISHER_JWT_KEY": PUBLISHER_KEY}
+    shared = {"HUB_SUBSCRIBER_JWT_KEY": SUBSCRIBER_KEY, "HUB_PUBLISHER_JWT_KEY": SUBSCRIBER_KEY}
+    for env, reason in (
+        (short, "HUB_SUBSCRIBER_JWT_KEY: an HS256 key must be at least 32 bytes, not 9"),
+        (shared, "HUB_PUBLISHER_JWT_KEY: must differ from HUB_SUBSCRIBER_JWT_KEY"),
+    ):
+        for args in (["serve"], ["token", "--sub", "alice"]):
+            result = run_hub(*args, **env)
+            assert result.returncode == 2, result.stderr
+            [line] = result.stderr.splitlines()
+            assert line.startswith(f"hub: bad setting: {reason}"), line
+            assert not result.stdout
+
+
+def test_option_errors_name_the_option_not_the_variable() -> None:
+    port = run_hub("serve", "--port", "70000", **KEYS)
+    assert port.stderr.splitlines() == ["hub: bad setting: --port: must be a TCP port (1-65535)"]
+    workers = run_hub("serve", "--workers", "2", **KEYS)
+    assert workers.stderr.splitlines() == [
+        "hub: bad setting: --workers: several workers share streams through Redis; "
+        "set HUB_REDIS_URL"
+    ]
+    variable = run_hub("serve", HUB_PORT="70000", **KEYS)
+    assert variable.stderr.splitlines() == [
+        "hub: bad setting: HUB_PORT: must be a TCP port (1-65535)"
+    ]
+    assert (port.returncode, workers.returncode, variable.returncode) == (2, 2, 2)
+
+
+def test_a_misspelt_variable_is_named_at_start_up_with_the_closest_setting(
+    start_hub: StartHub,
+) -> None:
+    # HUB_URL and HUB_CONFIG are the command line's own: no warning for them.
+    env = {**KEYS, "HUB_HEARTBEAT_INTERVALL": "5", "HUB_URL": "http://x"}
+    env["HUB_CONFIG"] = str(EXAMPLE_CONFIG)
+    hub = start_hub(env)
+    warnings = [line for line in hub.stderr.read_text().splitlines() if "not a setting" in line]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].endswith(
+        "WARNING hub: HUB_HEARTBEAT_INTERVALL is not a setting and is ignored; "
+        "did you mean HUB_HEARTBEAT_INTERVAL?"
+    )
+    token = run_hub("token", "--sub", "alice", HUB_PUBLISHER_JWT_KY="x", **KEYS)
+    assert token.returncode == 0
+    assert token.stderr.splitlines() == [
+        "hub: warning: HUB_PUBLISHER_JWT_KY is not a setting and is ignored; "
+        "did you mean HUB_PUBLISHER_JWT_KEY?"
+    ]
+    assert jwt.decode(token.stdout.strip(), SUBSCRIBER_KEY, algorithms=["HS256"])["sub"] == "alice"

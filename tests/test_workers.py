@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import StartHub
+from tests.conftest import PUBLISHER_KEY, StartHub
 from tests.hub_process import HubProcess
 from tests.redis_server import RedisServer
 from tests.test_processes import PUBLISHER, _env, _open
+from tests.test_serve import run_hub
 
 
 def _children(hub: HubProcess) -> set[int]:
@@ -112,3 +115,58 @@ def test_workers_end_when_the_supervisor_is_killed(
     hub.process.kill()  # SIGKILL: the supervisor forwards nothing
     hub.process.wait(30)
     _until(lambda: all(_gone(pid) for pid in workers), "the orphaned workers to end", 60)
+
+
+def test_a_worker_that_cannot_start_stops_the_hub_with_one_line(redis_server: RedisServer) -> None:
+    """Checked before the workers fork: not one failure per worker, restarted forever."""
+    result = run_hub(
+        "serve",
+        "--workers",
+        "2",
+        HUB_REDIS_URL=redis_server.url,
+        HUB_SUBSCRIBER_JWT_ALGORITHM="RS256",
+        HUB_SUBSCRIBER_JWT_KEY="garbage",
+        HUB_PUBLISHER_JWT_KEY=PUBLISHER_KEY,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith("hub: bad setting: HUB_SUBSCRIBER_JWT_KEY: RS256 needs a PEM"), line
+
+
+# A supervisor whose worker 0 always fails as it starts, worker 1 serving (sleeping).
+_FAILING_WORKER = """
+import sys, time
+from hub import logs
+from hub.workers import Supervisor
+
+def worker(number: int) -> int:
+    if number == 0:
+        raise RuntimeError("no start today")
+    time.sleep(60)
+    return 0
+
+logs.setup("INFO", "text")
+sys.exit(Supervisor(2, worker, grace=1, pauses=(0.05,) * 4).run())
+"""
+
+
+def test_a_worker_dying_as_it_starts_five_times_in_a_row_stops_the_hub() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _FAILING_WORKER],
+        env={"PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    log = result.stderr
+    # Each death says why (before, os._exit ended the worker without a word)...
+    assert log.count("RuntimeError: no start today") == 5, log
+    assert log.count("; restarting") == 4, log
+    # ...and the fifth gives up, in one line, after stopping the serving worker.
+    stopping = [line for line in log.splitlines() if "in a row" in line]
+    assert len(stopping) == 1, log
+    assert stopping[0].endswith(
+        "worker 0 exited with 1 as it started, 5 times in a row: stopping the hub"
+    )
+    assert log.count("worker 1 started") == 1

@@ -19,10 +19,11 @@ import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
 from redis.exceptions import ResponseError
+
+from hub.config import redis_options
 
 log = logging.getLogger(__name__)
 
@@ -47,28 +48,9 @@ def encode(args: Sequence[Arg]) -> bytes:
 
 def parse_url(url: str) -> dict[str, Any]:
     """host/port or path, username, password and db of a redis://, rediss:// or unix:// URL
-    (`tls` for rediss://, with its `ssl_*` query options)."""
-    parts = urlsplit(url)
-    options: dict[str, Any] = {}
-    if parts.scheme == "rediss":
-        options["tls"] = True
-    if parts.scheme == "unix":
-        options["path"] = unquote(parts.path)
-    else:
-        options["host"] = parts.hostname or "localhost"
-        options["port"] = parts.port or 6379
-        if parts.path.strip("/"):
-            options["db"] = int(parts.path.strip("/"))
-    if "db" in (query := parse_qs(parts.query)):
-        options["db"] = int(query["db"][0])
-    for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs"):
-        if name in query:
-            options[name] = query[name][0]
-    if parts.username:
-        options["username"] = unquote(parts.username)
-    if parts.password:
-        options["password"] = unquote(parts.password)
-    return options
+    (`tls` for rediss://, with its `ssl_*` query options); ValueError if it is malformed.
+    Settings validate HUB_REDIS_URL with the same function, so a hub never starts with one."""
+    return redis_options(url)
 
 
 def _tls_context(options: dict[str, Any]) -> ssl.SSLContext:
