@@ -14,15 +14,12 @@ import socket
 from collections.abc import Collection
 from typing import Any
 
-from aiohttp import web
-
 from hub import logs
-from hub.accesslog import AccessLogger
 from hub.app import create_app
 from hub.auth import TokenVerifier, mint
 from hub.config import Settings, setting_name, stray_variables
 from hub.errors import ConfigError
-from hub.front import HubRunner
+from hub.serving import HubServer
 from hub.workers import Supervisor
 
 log = logging.getLogger("hub")
@@ -175,24 +172,16 @@ def _worker(settings: Settings, flags: Collection[str]) -> int:
 
 async def _serve(settings: Settings, reuse_port: bool) -> None:
     """Serves until SIGTERM or SIGINT, then drains: streams end cleanly, requests finish."""
-    runner = HubRunner(
-        create_app(settings),
-        handle_signals=False,
-        shutdown_timeout=settings.shutdown_timeout,
-        handler_cancellation=True,
-        access_log_class=AccessLogger,
-    )
+    server = HubServer(create_app(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
-        await site.start()
+        await server.start(settings.host, settings.port, reuse_port=reuse_port)
         log.info("listening on http://%s:%d", settings.host, settings.port)
         _tune_gc()
         await stop.wait()
         log.info("stopping")
     finally:
-        await runner.cleanup()
+        await server.stop()
