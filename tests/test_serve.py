@@ -250,3 +250,37 @@ def test_a_misspelt_variable_is_named_at_start_up_with_the_closest_setting(
         "did you mean HUB_PUBLISHER_JWT_KEY?"
     ]
     assert jwt.decode(token.stdout.strip(), SUBSCRIBER_KEY, algorithms=["HS256"])["sub"] == "alice"
+
+
+async def test_slow_heads_are_cut_off_at_the_head_timeout_whoever_serves_the_connection(
+    start_hub: StartHub, redis_server: RedisServer
+) -> None:
+    """Slowloris: nothing sent, half a head, and half a head after a request aiohttp
+    answered are each ended at the front's head timeout (10 s), not held for an hour."""
+    hub = start_hub({"HUB_REDIS_URL": redis_server.url, "HUB_KEY_PREFIX": "slow:", **KEYS})
+
+    writers: list[asyncio.StreamWriter] = []  # kept: a writer collected closes its socket
+
+    async def connect(*sent: bytes) -> asyncio.StreamReader:
+        reader, writer = await asyncio.open_connection("127.0.0.1", hub.port)
+        writers.append(writer)
+        for data in sent:
+            writer.write(data)
+        await writer.drain()
+        return reader
+
+    healthz = b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n"
+    silent = await connect()
+    half = await connect(b"GET /events HTTP/1.1\r\nHost: hub\r\n")
+    after_aiohttp = await connect(healthz, b"GET /healthz HTTP/1.1\r\nHost: h")
+    async with asyncio.timeout(60):
+        answers = [await reader.read() for reader in (silent, half)]
+        served = await after_aiohttp.read()
+    for answer in answers:
+        assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
+        assert b"Content-Type: application/problem+json\r\n" in answer
+    # aiohttp answered the whole request; the half one after it was cut off by the front.
+    assert served.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert served.count(b"HTTP/1.1") == 1
+    for writer in writers:
+        writer.close()
