@@ -28,10 +28,16 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
         broker=broker,
         fanout=FanOut(broker),
         subscriber_tokens=TokenVerifier(
-            settings.subscriber_jwt_key, settings.subscriber_jwt_algorithm, "subscriber"
+            settings.subscriber_jwt_key,
+            settings.subscriber_jwt_algorithm,
+            "subscriber",
+            leeway=settings.jwt_leeway,
         ),
         publisher_tokens=TokenVerifier(
-            settings.publisher_jwt_key, settings.publisher_jwt_algorithm, "publisher"
+            settings.publisher_jwt_key,
+            settings.publisher_jwt_algorithm,
+            "publisher",
+            leeway=settings.jwt_leeway,
         ),
         metrics=Metrics(),
         cors=Cors(settings.cors_origins),

@@ -2,12 +2,17 @@
 
 Subscribers and publishers have separate keys, so a token of one kind never
 works as the other. Only the configured algorithm is accepted (never `none`).
+PyJWT decides, except for plain HS* tokens (`hub.quickjwt`); either way the
+time claims are then read and checked here, as PyJWT compares them, so that a
+remembered token is held to exactly the same `exp`, `nbf` and `iat`.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +25,14 @@ from hub.channels import valid_name
 from hub.errors import ConfigError, Unauthorized
 from hub.quickjwt import QuickHS
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class Subscriber:
     user: str
     topic_grants: tuple[str, ...]
+    # The moment the token stops being accepted (`exp` plus the leeway), on time.time()'s clock.
     expires_at: float | None
 
 
@@ -72,51 +80,112 @@ def _prepared(key: str, algorithm: str, setting: str) -> Any:
     return prepared
 
 
+def _numeric_date(claims: Mapping[str, Any], name: str) -> int | None:
+    """A time claim as PyJWT compares it (`int()` of it), once it is known to be a NumericDate.
+
+    PyJWT takes whatever `int()` takes (`"1795000000"`, `true`); the hub JSON numbers only,
+    finite and within a float's range, so that every later check of a remembered token
+    reads the same number PyJWT read.
+    """
+    if name not in claims:
+        return None
+    value = claims[name]
+    try:
+        valid = type(value) in (int, float) and math.isfinite(value)
+    except OverflowError:  # an integer past a float's range
+        valid = False
+    if not valid:
+        raise Unauthorized(f"claim {name!r} must be a NumericDate (a JSON number of seconds)")
+    return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeClaims:
+    """A token's `exp`, `nbf` and `iat`, read once and checked on every use."""
+
+    exp: int | None
+    nbf: int | None
+    iat: int | None
+
+    @classmethod
+    def of(cls, claims: Mapping[str, Any]) -> TimeClaims:
+        return cls(*(_numeric_date(claims, name) for name in ("exp", "nbf", "iat")))
+
+    def refusal(self, now: float, leeway: float) -> str | None:
+        """Why the token is not accepted at `now`, with PyJWT's comparisons in its order."""
+        if self.iat is not None and self.iat > now + leeway:
+            return "token issued in the future (iat)"
+        if self.nbf is not None and self.nbf > now + leeway:
+            return "token not yet valid (nbf)"
+        if self.exp is not None and self.exp <= now - leeway:  # expired at `exp` itself
+            return "token expired"
+        return None
+
+
 # Verified tokens remembered (oldest dropped first): a publisher sends the same token with
 # every request, and a signature check costs more than the rest of a publish.
 _CACHE_SIZE = 4096
 
 
-def _time_claim(claims: dict[str, Any], name: str) -> float | None:
-    value = claims.get(name)
-    return float(value) if isinstance(value, int | float) else None
-
-
 class TokenVerifier:
-    """Checks signature, algorithm, `exp` and `nbf` of one kind of token.
+    """Checks signature, algorithm and time claims of one kind of token.
 
-    A token that passed is remembered with its `exp` and `nbf`, which are
-    checked again on every use; the signature never changes, so it is not.
+    A token that passed is remembered with its time claims, which are checked
+    again on every use; the signature never changes, so it is not. `leeway`
+    (seconds) is allowed on `exp`, `nbf` and `iat` alike, as PyJWT applies it.
     """
 
-    def __init__(self, key: str, algorithm: str, kind: str) -> None:
+    def __init__(self, key: str, algorithm: str, kind: str, leeway: float = 0.0) -> None:
         setting = f"HUB_{kind.upper()}_JWT_KEY"
         if not key:
             raise ConfigError(f"{setting}: no {kind} key configured")
         self._key = _prepared(load_key(key, algorithm, setting), algorithm, setting)
         self._algorithm = algorithm
         self._kind = kind
+        self._leeway = leeway
         self._quick = QuickHS(key, algorithm) if QuickHS.supports(algorithm) else None
-        self._verified: dict[str, tuple[Any, float | None, float | None]] = {}
+        self._verified: dict[str, tuple[Any, TimeClaims]] = {}
 
     def claims(self, token: str) -> dict[str, Any]:
-        if self._quick is not None:
-            quick = self._quick.claims(token, require_sub=self._kind == "subscriber")
-            if quick is not None:
-                return quick
+        """The claims of `token` if it is accepted now; Unauthorized otherwise."""
+        return self._verify(token)[0]
+
+    def _verify(self, token: str) -> tuple[dict[str, Any], TimeClaims]:
+        claims = self._quick.claims(token, self._kind == "subscriber") if self._quick else None
+        if claims is None:
+            claims = self._decode(token)
+        times = TimeClaims.of(claims)
+        # PyJWT checked them a moment ago (or the quick path left them to us): checked here
+        # too, so that what is remembered is what was checked.
+        refusal = times.refusal(time.time(), self._leeway)
+        if refusal is not None:
+            raise Unauthorized(refusal)
+        return claims, times
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        # A compact JWS is base64url and dots: anything else is refused before PyJWT, which
+        # would fail to encode a lone surrogate (undecodable bytes in a header) as UTF-8.
+        if not token.isascii():
+            raise Unauthorized(f"invalid {self._kind} token: not a JWT")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
                 self._key,
                 algorithms=[self._algorithm],
                 options={"require": ["sub"] if self._kind == "subscriber" else []},
+                leeway=self._leeway,
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("token expired") from None
-        except jwt.ImmatureSignatureError:
+        except jwt.ImmatureSignatureError as exc:
+            if "(iat)" in str(exc):
+                raise Unauthorized("token issued in the future (iat)") from None
             raise Unauthorized("token not yet valid (nbf)") from None
         except jwt.InvalidTokenError as exc:
             raise Unauthorized(f"invalid {self._kind} token: {exc}") from None
+        except Exception as exc:  # a token is anyone's input: failing to read it is a refusal
+            log.debug("%s token unreadable: %s", self._kind, type(exc).__name__)
+            raise Unauthorized(f"invalid {self._kind} token") from None
         return claims
 
     def _remembered(self, token: str) -> Any:
@@ -124,43 +193,41 @@ class TokenVerifier:
         known = self._verified.get(token)
         if known is None:
             return None
-        value, exp, nbf = known
-        now = time.time()
-        if exp is not None and exp <= now:  # as PyJWT: expired at `exp` itself
+        value, times = known
+        refusal = times.refusal(time.time(), self._leeway)
+        if refusal is not None:
             del self._verified[token]
-            raise Unauthorized("token expired")
-        if nbf is not None and nbf > now:
-            raise Unauthorized("token not yet valid (nbf)")
+            raise Unauthorized(refusal)
         return value
 
-    def _remember(self, token: str, value: Any, claims: dict[str, Any]) -> None:
+    def _remember(self, token: str, value: Any, times: TimeClaims) -> None:
         if len(self._verified) >= _CACHE_SIZE:
             del self._verified[next(iter(self._verified))]
-        self._verified[token] = (value, _time_claim(claims, "exp"), _time_claim(claims, "nbf"))
+        self._verified[token] = (value, times)
 
     def subscriber(self, token: str) -> Subscriber:
         known = self._remembered(token)
         if isinstance(known, Subscriber):
             return known
-        claims = self.claims(token)
+        claims, times = self._verify(token)
         user = claims.get("sub")
         if not valid_name(user):
             raise Unauthorized("claim 'sub' must be a user id matching [A-Za-z0-9_.@:-]{1,128}")
         subscriber = Subscriber(
             user=str(user),
             topic_grants=_grants(claims, "topics"),
-            expires_at=_time_claim(claims, "exp"),
+            expires_at=None if times.exp is None else times.exp + self._leeway,
         )
-        self._remember(token, subscriber, claims)
+        self._remember(token, subscriber, times)
         return subscriber
 
     def publisher(self, token: str) -> Publisher:
         known = self._remembered(token)
         if isinstance(known, Publisher):
             return known
-        claims = self.claims(token)
+        claims, times = self._verify(token)
         publisher = Publisher(name=str(claims.get("sub", "")), grants=_grants(claims, "publish"))
-        self._remember(token, publisher, claims)
+        self._remember(token, publisher, times)
         return publisher
 
 

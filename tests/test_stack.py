@@ -4,6 +4,7 @@ validated against the Compose specification's schema."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -187,3 +188,26 @@ def test_dockerfile_runs_as_non_root_with_a_healthcheck() -> None:
     assert "\nUSER hub\n" in text
     assert "HEALTHCHECK" in text
     assert "/healthz" in text
+
+
+async def test_undecodable_bytes_in_a_token_through_nginx_are_a_401_problem(stack: Stack) -> None:
+    """nginx passes a byte that is not UTF-8 on; the hub refuses the token like any other."""
+    host, port = stack.url.removeprefix("http://").split(":")
+    body = b'{"users": ["nico"], "data": "x"}'
+    for head in (
+        b"GET /events HTTP/1.1\r\nAuthorization: Bearer abc\xff\r\n",
+        b"GET /events HTTP/1.1\r\nCookie: hub_token=abc\xff\r\n",
+        b"POST /publish HTTP/1.1\r\nAuthorization: Bearer abc\xff\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body),
+    ):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            head + b"Host: hub\r\nConnection: close\r\n\r\n" + body * head.startswith(b"POST")
+        )
+        answer = await asyncio.wait_for(reader.read(), 20)
+        writer.close()
+        status, _, rest = answer.partition(b"\r\n")
+        assert status.split()[1] == b"401", answer
+        assert b"\r\ncontent-type: application/problem+json" in rest.lower(), answer
+    for replica in stack.replicas:
+        assert "Traceback" not in replica.stderr.read_text()
