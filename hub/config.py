@@ -57,7 +57,7 @@ class Settings:
     subscriber_jwt_algorithm: str = "HS256"
     publisher_jwt_key: str = ""
     publisher_jwt_algorithm: str = "HS256"
-    # Seconds of clock skew allowed on `exp` and `nbf` (an identity provider's clock).
+    # Seconds of clock skew allowed on `exp`, `nbf` and `iat` (an identity provider's clock).
     jwt_leeway: float = 0.0
     cookie_name: str = "hub_token"
     allow_query_token: bool = True
