@@ -26,6 +26,7 @@ from tests.conftest import PUBLISHER_KEY, SUBSCRIBER_KEY, StartHub
 from tests.hub_process import HubProcess
 from tests.redis_server import free_port
 from tests.sse_client import SSEStream
+from tests.test_log_secrets import check_log, refuse_all, refused_requests
 
 ROOT = Path(__file__).parent.parent
 PUBLISHER = {"Authorization": f"Bearer {mint(PUBLISHER_KEY, 'HS256', sub='t', publish=['*'])}"}
@@ -188,6 +189,20 @@ def test_dockerfile_runs_as_non_root_with_a_healthcheck() -> None:
     assert "\nUSER hub\n" in text
     assert "HEALTHCHECK" in text
     assert "/healthz" in text
+
+
+async def test_refused_requests_through_nginx_leave_no_credential_in_any_log(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """What nginx passes on of requests that carry a credential beside a byte llhttp refuses
+    (raw UTF-8, a control byte); a bare LF is left out: nginx reads it and sends a clean
+    request on. Whoever refuses each (nginx, the front, aiohttp), it is a 4xx, and neither
+    the replicas' logs nor nginx's own hold the secret."""
+    cases = [case for case in refused_requests() if "bare LF" not in case.name]
+    host, port = stack.url.removeprefix("http://").split(":")
+    by_aiohttp = await refuse_all(host, int(port), cases)
+    logs = "".join(replica.stderr.read_text() for replica in stack.replicas)
+    check_log(logs + (tmp_path / "nginx.err").read_text(), cases, by_aiohttp)
 
 
 async def test_undecodable_bytes_in_a_token_through_nginx_are_a_401_problem(stack: Stack) -> None:
