@@ -7,10 +7,10 @@ both refuse and accept exactly the same requests.
 from __future__ import annotations
 
 import contextlib
+import socket
 from dataclasses import dataclass
 
-from aiohttp import web
-from aiohttp_sse import EventSourceResponse
+from aiohttp import HttpVersion11, web
 
 from hub.auth import Subscriber
 from hub.channels import allowed, topic_channel, user_channel, valid_name
@@ -67,6 +67,8 @@ def _channels(request: RequestView, hub: Hub, subscriber: Subscriber) -> tuple[s
 async def events(request: web.Request) -> web.StreamResponse:
     """aiohttp's handler: the streams the front passes on (HTTP/1.0, a request with a
     body or a header twice, and any request a plain aiohttp server gets)."""
+    if request.method != "GET":
+        raise web.HTTPMethodNotAllowed(request.method, ["GET"])  # HEAD: no stream to show
     hub = request.app[HUB]
     opening = admit(request, hub)
     sink = _ResponseSink(request, send_timeout(hub.settings))
@@ -77,9 +79,15 @@ async def events(request: web.Request) -> web.StreamResponse:
     return sink.response
 
 
-class _Response(EventSourceResponse):
-    async def _ping(self) -> None:
-        """No ping task per stream: the stream loop sends heartbeats when it has been idle."""
+# As the front's streams; set in this order, as aiohttp-sse set them before.
+_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "Connection": "keep-alive",
+    "X-Accel-Buffering": "no",  # nginx passes each frame on at once
+}
+_USER_TIMEOUT: int | None = getattr(socket, "TCP_USER_TIMEOUT", None)
+_TCP = (socket.AF_INET, socket.AF_INET6)
 
 
 class _ResponseSink:
@@ -88,12 +96,25 @@ class _ResponseSink:
     def __init__(self, request: web.Request, timeout: float) -> None:
         self._request = request
         self._timeout = timeout
-        self.response = _Response(send_timeout=timeout, sep="\n")
-        self.response.content_type = "text/event-stream"
-        self.response.charset = "utf-8"
+        self.response = web.StreamResponse(headers=_HEADERS)
+        # The socket's TCP_USER_TIMEOUT before the stream set it (the connection may outlive it).
+        self._saved: tuple[socket.socket, int, int] | None = None
 
     async def start(self) -> None:
+        if self._request.version >= HttpVersion11:
+            self.response.enable_chunked_encoding()  # HTTP/1.0: the end is the connection's
+        self._set_user_timeout()
         await self.response.prepare(self._request)
+
+    def _set_user_timeout(self) -> None:
+        """A client that acknowledges nothing for the send timeout is dropped by the kernel,
+        long before writes would block on a full buffer."""
+        transport = self._request.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if _USER_TIMEOUT is None or sock is None or sock.family not in _TCP:
+            return
+        self._saved = (sock, _USER_TIMEOUT, sock.getsockopt(socket.IPPROTO_TCP, _USER_TIMEOUT))
+        sock.setsockopt(socket.IPPROTO_TCP, _USER_TIMEOUT, int(self._timeout * 1000))
 
     async def write(self, data: bytes) -> None:
         try:
@@ -116,3 +137,9 @@ class _ResponseSink:
     async def finish(self) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.response.write_eof()
+        transport = self._request.transport
+        if self._saved is not None and transport is not None and not transport.is_closing():
+            # Only while the connection is open: a closed socket's number may be reused.
+            sock, option, value = self._saved
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
