@@ -80,6 +80,15 @@ async def test_history_after_limit_and_position_only(sink_and_broker: Any) -> No
     assert (missing.epoch, missing.top, missing.entries) == (0, 0, [])
 
 
+async def test_history_gives_back_data_with_any_line_ends(sink_and_broker: Any) -> None:
+    _, broker = sink_and_broker
+    texts = ["a\r\nb\rc\nd", "", "\n", " lead", "日本語"]
+    await broker.publish([message("user:l", data=text) for text in texts])
+    entries = (await broker.history("user:l", 0, 10)).entries
+    assert [entry.data for entry in entries] == texts
+    assert entries[0].body == b"event: message\ndata: a\ndata: b\ndata: c\ndata: d\n\n"
+
+
 async def test_trimmed_history_keeps_the_newest_contiguously(sink_and_broker: Any) -> None:
     _, broker = sink_and_broker
     await broker.publish([message("user:t", data=str(n)) for n in range(1, 301)])

@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from hub.cursor import Position, channel_tag, encode, encode_part
@@ -120,9 +120,7 @@ texts = st.lists(st.one_of(st.text(max_size=20), line_breaks, injections), max_s
     )
 )
 async def test_no_field_injection(hub: HubClient, payloads: list[tuple[str, Any]]) -> None:
-    payloads = [(event, data) for event, data in payloads if not event.startswith("hub.")]
-    if not payloads:
-        return
+    assume(not any(event.startswith("hub.") for event, _ in payloads))  # the hub's own types
     stream = await hub.subscribe("target")
     batch = [{"users": ["target"], "event": e, "data": d} for e, d in payloads]
     status, answer = await hub.post(batch)

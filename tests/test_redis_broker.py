@@ -280,3 +280,26 @@ async def test_commands_and_pubsub_over_tls(tmp_path: Path) -> None:
             assert not await untrusted.ready()
     finally:
         server.stop()
+
+
+async def test_a_full_redis_is_broker_unavailable(own_redis: RedisServer) -> None:
+    """Redis's refusals arrive as error replies; an OOM one is a 503 to retry, as READONLY.
+    (The channel exists first: a script's first write there is refused.)"""
+    async with _started(own_redis.url) as (_, broker):
+        await broker.publish([message("user:full")])
+        async with Redis.from_url(own_redis.url) as admin:
+            await admin.config_set("maxmemory-policy", "noeviction")
+            await admin.config_set("maxmemory", 1)
+        with pytest.raises(BrokerUnavailable) as refused:
+            await broker.publish([message("user:full")])
+    assert str(refused.value.__cause__).startswith("OOM ")
+
+
+async def test_a_host_name_that_cannot_be_encoded_is_broker_unavailable() -> None:
+    """Connecting raises UnicodeError for a label IDNA cannot encode: unreachable, a 503."""
+    async with _started(f"redis://{'a' * 70}.invalid:6379") as (_, broker):
+        with pytest.raises(BrokerUnavailable):
+            await broker.publish([message("user:nowhere")])
+        with pytest.raises(BrokerUnavailable):
+            await broker.history("user:nowhere", None, 0)
+        assert not await broker.ready()

@@ -13,16 +13,7 @@ from collections.abc import Sequence
 from importlib.resources import files
 from typing import Any
 
-from redis.exceptions import (
-    ClusterDownError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    RedisError,
-    ResponseError,
-    TryAgainError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import ResponseError
 
 from hub.broker.base import Broker, Entry, HistoryPage, Idempotency, LiveSink
 from hub.broker.commands import Commands, Script
@@ -34,9 +25,12 @@ from hub.message import Message
 
 log = logging.getLogger(__name__)
 
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# What the hub's own connection (hub.broker.commands) raises when Redis cannot be reached:
+# OSError (refused, reset or lost: ConnectionError; no answer in time: TimeoutError; TLS;
+# a name not resolved), and UnicodeError for a host name that cannot even be encoded.
+# Redis's own refusals are ResponseError, the one class hiredis makes of error replies.
+_UNREACHABLE = (OSError, UnicodeError)
 # Refusals that pass (a failover, a full or loading server): answered 503, retried by clients.
-_TRANSIENT = (ReadOnlyError, OutOfMemoryError, TryAgainError, ClusterDownError)
 _TRANSIENT_CODES = {"READONLY", "OOM", "MASTERDOWN", "TRYAGAIN", "LOADING", "BUSY", "CLUSTERDOWN"}
 
 
@@ -126,12 +120,9 @@ class RedisBroker(Broker):
             log.warning("Redis is unreachable: %s", exc)
             raise BrokerUnavailable("the broker is unreachable; retry later") from exc
         except ResponseError as exc:
-            if isinstance(exc, _TRANSIENT) or str(exc).split(" ", 1)[0] in _TRANSIENT_CODES:
+            if str(exc).split(" ", 1)[0] in _TRANSIENT_CODES:
                 log.warning("Redis cannot take writes now: %s", exc)
                 raise BrokerUnavailable("the broker cannot take this now; retry later") from exc
-            log.error("Redis refused a hub script: %s", exc)
-            raise HubError("the broker refused the operation (see the hub's log)") from exc
-        except RedisError as exc:
             log.error("Redis refused a hub script: %s", exc)
             raise HubError("the broker refused the operation (see the hub's log)") from exc
         return reply  # type: ignore[no-any-return]
@@ -150,5 +141,5 @@ class RedisBroker(Broker):
         try:
             async with asyncio.timeout(2):
                 return bool(await self._commands.call("PING") == b"PONG")
-        except (*_UNREACHABLE, RedisError, TimeoutError):
+        except (*_UNREACHABLE, ResponseError):  # asyncio's timeout is a TimeoutError too
             return False
