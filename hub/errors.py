@@ -34,6 +34,25 @@ class BadRequest(HubError):
     title = "Bad request"
 
 
+class MalformedHead(BadRequest):
+    """llhttp refused a request head: answered by the front, never handed on."""
+
+
+class VersionNotSupported(HubError):
+    status = 505
+    title = "HTTP version not supported"
+
+
+class NotImplementedCoding(HubError):
+    status = 501
+    title = "Not implemented"
+
+
+class HeadTimeout(HubError):
+    status = 408
+    title = "Request timeout"
+
+
 class Unauthorized(HubError):
     status = 401
     title = "Unauthorized"

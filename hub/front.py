@@ -29,13 +29,11 @@ import httptools
 from aiohttp import web
 
 from hub.accesslog import log_access, redact
-from hub.errors import HubError
+from hub.errors import HeadTimeout, HubError, MalformedHead
 from hub.events import Opening, admit
 from hub.head import (
     Head,
     HeadReader,
-    HeadTimeout,
-    MalformedHead,
     answer_head,
     head_end,
     refusal,

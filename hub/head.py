@@ -18,26 +18,7 @@ import httptools
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDictProxy
 from yarl import URL
 
-from hub.errors import BadRequest, HubError
-
-
-class MalformedHead(BadRequest):
-    """llhttp refused the bytes: answered by the front, never handed on."""
-
-
-class VersionNotSupported(HubError):
-    status = 505
-    title = "HTTP version not supported"
-
-
-class NotImplementedCoding(HubError):
-    status = 501
-    title = "Not implemented"
-
-
-class HeadTimeout(HubError):
-    status = 408
-    title = "Request timeout"
+from hub.errors import HubError, MalformedHead, NotImplementedCoding, VersionNotSupported
 
 
 class _Complete(Exception):

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
+from hub.broker.redis import RedisBroker
 from hub.state import HUB
 from tests.conftest import HubClient, MakeHub
 from tests.redis_server import RedisServer
@@ -70,7 +71,10 @@ async def test_connect_disconnect_cycles_leak_nothing(
     finally:
         tracemalloc.stop()
     assert growth < 1.5, f"{growth:.2f} MiB still held after 3,000 streams"
-    live = hub.client.app[HUB].broker._live
+    broker = hub.client.app[HUB].broker
+    assert isinstance(broker, RedisBroker)
+    live = broker._live
+    assert live is not None
     assert live._refs == {}
     async with Redis.from_url(redis_server.url) as redis:
         prefix = hub.settings.key_prefix

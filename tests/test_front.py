@@ -14,8 +14,9 @@ import pytest
 
 from hub import front as front_module
 from hub.accesslog import redact
+from hub.errors import MalformedHead
 from hub.front import Front, _Connection, _served_here
-from hub.head import HeadReader, MalformedHead, refusal
+from hub.head import HeadReader, refusal
 from tests.conftest import HubClient, MakeHub
 
 
@@ -368,7 +369,7 @@ def test_a_publish_head_the_front_reads() -> None:
     assert parsed.headers["Idempotency-Key"] == "k1"
 
 
-async def _refused(reader: asyncio.StreamReader, status: int) -> dict[str, Any]:
+async def _refused(reader: asyncio.StreamReader, status: int) -> None:
     """The front's answer to a request it refuses: a problem, then the connection closes."""
     head, problem = await _answer(reader)
     assert head.startswith(f"HTTP/1.1 {status} "), head
@@ -376,7 +377,6 @@ async def _refused(reader: asyncio.StreamReader, status: int) -> dict[str, Any]:
     assert "Connection: close\r\n" in head
     assert problem["status"] == status
     assert await asyncio.wait_for(reader.read(), 10) == b""
-    return problem
 
 
 @pytest.fixture

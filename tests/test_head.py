@@ -15,7 +15,8 @@ import httptools
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from hub.head import Head, HeadReader, MalformedHead, head_end
+from hub.errors import MalformedHead
+from hub.head import Head, HeadReader, head_end
 
 
 @dataclass
