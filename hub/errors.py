@@ -43,7 +43,7 @@ class VersionNotSupported(HubError):
     title = "HTTP version not supported"
 
 
-class NotImplementedCoding(HubError):
+class NotSupported(HubError):
     status = 501
     title = "Not implemented"
 

@@ -13,7 +13,8 @@ Anything else — another path or method, a browser's request (CORS), a refusal
 of a stream, a failure before a stream's response starts — is handed, bytes
 and all, to aiohttp's own protocol. The connection stays in front of it,
 watching request boundaries, so a head that stalls is cut off at the same
-deadline whoever serves the connection.
+deadline whoever serves the connection. (A body aiohttp reads has no such
+deadline: an NDJSON publish is a long-running producer's stream by design.)
 """
 
 from __future__ import annotations
@@ -178,11 +179,17 @@ class _Watch:
         self._connection.disarm()
 
     def feed(self, data: bytes) -> bool:
-        try:
-            self._parser.feed_data(data)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-            return False
-        return True
+        while True:
+            try:
+                self._parser.feed_data(data)
+            except httptools.HttpParserUpgrade as exc:
+                # aiohttp upgrades nothing: it reads what follows as requests, so do we.
+                data = data[exc.args[0] :]
+                self._parser = httptools.HttpRequestParser(self)
+            except httptools.HttpParserError:
+                return False
+            else:
+                return True
 
 
 class _Connection(asyncio.Protocol):
@@ -360,8 +367,10 @@ class _Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        if self._delegate is not None or (self._served and (self._paused or not self._buffer)):
-            transport.close()  # idle, its client stopped reading answers, or aiohttp's
+        if self._served and self._paused and self._delegate is None:
+            transport.abort()  # its client stopped reading answers: nothing would flush
+        elif self._delegate is not None or (self._served and not self._buffer):
+            transport.close()  # idle, or aiohttp's with a head stalled
         else:
             self._refuse(HeadTimeout("the request did not arrive in time"))
 
@@ -439,8 +448,8 @@ class _Connection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         if self._paused:
-            self._pause_reading()  # resume_writing comes back here
-            self.arm(KEEP_ALIVE)
+            self._pause_reading()  # resume_writing comes back here, or the send timeout
+            self.arm(send_timeout(self._front.hub.settings))
             return
         if self._reading_paused:
             self._reading_paused = False

@@ -200,6 +200,7 @@ def test_heads_the_front_passes_on(head: bytes) -> None:
         b"POST /publish HTTP/1.1\r\nTransfer-Encoding: identity, chunked",
         b"POST /publish HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
         b"POST /publish HTTP/1.1\r\nTransfer-Encoding: gzip",
+        b"CONNECT hub:80 HTTP/1.1",
     ],
 )
 def test_heads_the_front_refuses_itself(head: bytes) -> None:
@@ -217,6 +218,17 @@ def test_a_head_the_front_reads() -> None:
     assert parsed.query["token"] == "x y"  # as aiohttp decodes a query
     assert parsed.headers["Last-Event-ID"] == "abc"
     assert parsed.cookies == {"hub_token": "t1", "other": "2"}
+
+
+def test_cookies_are_read_pair_by_pair() -> None:
+    slow = '"' + "\\\\" * 4000 + '"'  # quadratic for http.cookies' quoted-value reader
+    parsed = HeadReader().feed(
+        b'GET /events HTTP/1.1\r\nCookie: a=1; junk; =x; hub_token="t 2"; b='
+        + slow.encode()
+        + b"; a=3\r\n\r\n"
+    )
+    assert parsed is not None
+    assert parsed.cookies == {"a": "3", "hub_token": "t 2", "b": slow[1:-1]}
 
 
 # -- publishes ------------------------------------------------------------------------------
@@ -403,6 +415,16 @@ async def test_a_partial_head_on_a_connection_aiohttp_serves_is_cut_off(hub: Hub
     writer.close()
 
 
+@pytest.mark.usefixtures("quick_deadlines")
+async def test_a_head_after_a_connect_aiohttp_answered_is_still_watched(hub: HubClient) -> None:
+    healthz = b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n"
+    connect = b"CONNECT hub:80 HTTP/1.1\r\nHost: hub\r\n\r\n"
+    reader, writer = await _raw(hub, healthz + connect + b"GET /healthz HTTP/1.1\r\n")
+    answers = await asyncio.wait_for(reader.read(), 10)  # closed, not held for an hour
+    assert answers.count(b"HTTP/1.1 ") == 2  # healthz, then aiohttp's answer to CONNECT
+    writer.close()
+
+
 @pytest.mark.parametrize(
     ("request_", "status"),
     [
@@ -412,6 +434,7 @@ async def test_a_partial_head_on_a_connection_aiohttp_serves_is_cut_off(hub: Hub
         (b"GET /events HTTP/1.1\r\nHost: hub\r\nCookie: hub_token=a\x01b\r\n\r\n", 400),
         (b"GET /events HTTP/2.0\r\nHost: hub\r\n\r\n", 505),
         (b"GET /healthz HTTP/2.0\r\nHost: hub\r\n\r\n", 505),
+        (b"CONNECT hub:80 HTTP/1.1\r\nHost: hub\r\n\r\n", 501),
         (
             b"POST /publish HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\n"
             b"Transfer-Encoding: identity, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
@@ -425,6 +448,29 @@ async def test_heads_the_front_refuses_are_answered_at_once(
     monkeypatch.setattr(front_module, "HEAD_TIMEOUT", 600.0)  # an answer is not the timeout's
     reader, writer = await _raw(hub, request_)
     await _refused(reader, status)
+    writer.close()
+
+
+async def test_a_publisher_that_never_reads_its_answers_is_dropped(
+    make_hub: MakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub = await make_hub()
+    monkeypatch.setattr(front_module, "send_timeout", lambda settings: 0.3)
+    monkeypatch.setattr(front_module, "SWEEP", 0.1)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((hub.client.host, hub.client.port))
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(_post(None, b"{}"))
+    await _answer(reader)
+    (connection,) = _front(hub).connections
+    transport = connection._transport
+    assert transport is not None
+    transport.set_write_buffer_limits(high=2048)  # answers back up at once
+    transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    writer.write(_post(None, b"{}") * 2000)  # unauthorized: each answer is a problem
+    await _until(lambda: transport.is_closing())  # aborted, not kept for KEEP_ALIVE
     writer.close()
 
 
