@@ -451,12 +451,11 @@ async def test_heads_the_front_refuses_are_answered_at_once(
     writer.close()
 
 
-async def test_a_publisher_that_never_reads_its_answers_is_dropped(
-    make_hub: MakeHub, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    hub = await make_hub()
-    monkeypatch.setattr(front_module, "send_timeout", lambda settings: 0.3)
-    monkeypatch.setattr(front_module, "SWEEP", 0.1)
+async def _backed_up(
+    hub: HubClient,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, asyncio.Transport]:
+    """A publisher's connection, after one answer, whose answers back up at once (small
+    buffers on both sides)."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect((hub.client.host, hub.client.port))
@@ -467,8 +466,18 @@ async def test_a_publisher_that_never_reads_its_answers_is_dropped(
     (connection,) = _front(hub).connections
     transport = connection._transport
     assert transport is not None
-    transport.set_write_buffer_limits(high=2048)  # answers back up at once
+    transport.set_write_buffer_limits(high=2048)
     transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    return reader, writer, transport
+
+
+async def test_a_publisher_that_never_reads_its_answers_is_dropped(
+    make_hub: MakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub = await make_hub()
+    monkeypatch.setattr(front_module, "send_timeout", lambda settings: 0.3)
+    monkeypatch.setattr(front_module, "SWEEP", 0.1)
+    _reader, writer, transport = await _backed_up(hub)
     writer.write(_post(None, b"{}") * 2000)  # unauthorized: each answer is a problem
     await _until(lambda: transport.is_closing())  # aborted, not kept for KEEP_ALIVE
     writer.close()
@@ -477,18 +486,7 @@ async def test_a_publisher_that_never_reads_its_answers_is_dropped(
 async def test_pipelined_publishes_to_a_client_slow_to_read_are_all_answered(
     hub: HubClient,
 ) -> None:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect((hub.client.host, hub.client.port))
-    sock.setblocking(False)
-    reader, writer = await asyncio.open_connection(sock=sock)
-    writer.write(_post(None, b"{}"))
-    await _answer(reader)
-    (connection,) = _front(hub).connections
-    transport = connection._transport
-    assert transport is not None
-    transport.set_write_buffer_limits(high=2048)  # answers back up at once
-    transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    reader, writer, _transport = await _backed_up(hub)
     count = 2000
     writer.write(_post(None, b"{}") * count)  # unauthorized: each answer is a problem
     await asyncio.sleep(0.5)  # the client reads nothing meanwhile
