@@ -13,10 +13,9 @@ import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from hub.errors import ConfigError
+from hub.redisurl import parse_topology
 
 ENV_PREFIX = "HUB_"
 # HUB_* variables that are not settings: the command line's and the client example's.
@@ -52,6 +51,10 @@ class Settings:
     port: int = 8080
     # Empty: the embedded in-memory broker (one process, history lost on restart).
     redis_url: str = ""
+    # Replicas of each written primary that must hold a publish before it is answered (WAIT);
+    # 0: answered once the primary has it (a failover may then lose it).
+    replicas_ack: int = 0
+    replicas_ack_timeout: float = 1.0
     key_prefix: str = "hub:"
     subscriber_jwt_key: str = ""
     subscriber_jwt_algorithm: str = "HS256"
@@ -107,11 +110,18 @@ class Settings:
             "max_topics_per_stream",
             "stream_queue_size",
             "stream_queue_bytes",
+            "replicas_ack_timeout",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise InvalidSetting(name, "must be greater than 0")
-        for name in ("max_streams_per_user", "jwt_leeway", "retry_ms", "shutdown_timeout"):
+        for name in (
+            "replicas_ack",
+            "max_streams_per_user",
+            "jwt_leeway",
+            "retry_ms",
+            "shutdown_timeout",
+        ):
             if getattr(self, name) < 0:
                 raise InvalidSetting(name, "must not be negative")
         if not 0 < self.port < 65536:
@@ -134,7 +144,7 @@ class Settings:
             raise InvalidSetting("log_level", "must be DEBUG, INFO, WARNING or ERROR")
         if self.redis_url:
             try:
-                redis_options(self.redis_url)
+                parse_topology(self.redis_url)
             except ValueError as exc:
                 raise InvalidSetting("redis_url", str(exc)) from None
         self._check_keys()
@@ -179,55 +189,6 @@ def flag(name: str) -> str:
 def setting_name(name: str, flags: Collection[str] = ()) -> str:
     """`--port` when the value came from that option (one of `flags`), else `HUB_PORT`."""
     return flag(name) if name in flags else _env(name)
-
-
-def _database(text: str, where: str) -> int:
-    if not (text.isascii() and text.isdecimal()):
-        raise ValueError(f"{where} must be a database number (redis://host:6379/0)")
-    return int(text)
-
-
-def redis_options(url: str) -> dict[str, Any]:
-    """host/port or path, username, password and db of a redis://, rediss:// or unix:// URL
-    (`tls` for rediss://, with its `ssl_*` query options). A ValueError says what is wrong,
-    never repeating the URL (it may hold a password)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # an unclosed [IPv6 address]; the message would repeat the host part
-        raise ValueError("not a usable URL: its host part cannot be read") from None
-    try:
-        port = parts.port
-    except ValueError:  # not a number, or out of range
-        port = 0
-    options: dict[str, Any] = {}
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ValueError("must start with redis://, rediss:// or unix://")
-    if parts.scheme == "rediss":
-        options["tls"] = True
-    query = parse_qs(parts.query)
-    if parts.scheme == "unix":
-        if parts.hostname or not parts.path:
-            raise ValueError("a unix:// URL takes an absolute path: unix:///run/redis.sock")
-        options["path"] = unquote(parts.path)
-    else:
-        if port == 0:
-            raise ValueError("not a usable URL: the port must be 1-65535")
-        options["host"] = parts.hostname or "localhost"
-        options["port"] = port or 6379
-        if db := parts.path.strip("/"):
-            options["db"] = _database(db, "the path")
-    if "db" in query:
-        options["db"] = _database(query["db"][0], "db=")
-    for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs"):
-        if name in query:
-            options[name] = query[name][0]
-    if options.get("ssl_cert_reqs", "required").lower() not in ("none", "optional", "required"):
-        raise ValueError("ssl_cert_reqs= must be none, optional or required")
-    if parts.username:
-        options["username"] = unquote(parts.username)
-    if parts.password:
-        options["password"] = unquote(parts.password)
-    return options
 
 
 def stray_variables(environ: Mapping[str, str]) -> list[str]:

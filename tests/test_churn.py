@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
+from hub.broker.live import LiveConnection
 from hub.broker.redis import RedisBroker
 from hub.state import HUB
 from tests.conftest import HubClient, MakeHub
@@ -74,7 +75,7 @@ async def test_connect_disconnect_cycles_leak_nothing(
     broker = hub.client.app[HUB].broker
     assert isinstance(broker, RedisBroker)
     live = broker._live
-    assert live is not None
+    assert isinstance(live, LiveConnection)
     assert live._refs == {}
     async with Redis.from_url(redis_server.url) as redis:
         prefix = hub.settings.key_prefix

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from hub.broker.commands import Commands, Script, parse_url
+from hub.broker.live import LiveConnection
 from hub.broker.redis import RedisBroker
 from hub.config import Settings
 from tests.redis_server import RedisServer
@@ -168,7 +169,7 @@ async def test_a_host_name_that_cannot_be_encoded_does_not_end_the_pubsub_reader
     try:
         await asyncio.sleep(0.3)  # a few attempts, each refused
         live = broker._live
-        assert live is not None
+        assert isinstance(live, LiveConnection)
         assert not any(task.done() for task in live._tasks), "the reader retries"
     finally:
         await broker.close()

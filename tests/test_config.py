@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.config import Settings, load_settings, redis_options, stray_variables
+from hub.config import Settings, load_settings, stray_variables
+from hub.redisurl import redis_options
 from hub.errors import ConfigError
 
 LONG_KEY = "k" * 32

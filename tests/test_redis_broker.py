@@ -13,6 +13,7 @@ import hiredis
 import pytest
 from redis.asyncio import Redis
 
+from hub.broker.live import LiveConnection
 from hub.broker.redis import RedisBroker
 from hub.config import Settings
 from hub.errors import BrokerUnavailable, HubError
@@ -129,7 +130,7 @@ async def test_killed_pubsub_connection_is_resubscribed_and_resynced(
         numsub = await redis.pubsub_numsub(hub_broker.keys.live("user:gone"))
         assert numsub[0][1] == 0
     live = hub_broker._live
-    assert live is not None
+    assert isinstance(live, LiveConnection)
     assert set(live._subscribed_at) == {"user:k"}, "no bookkeeping left for a channel gone"
     await _delivered_live(sink, hub_broker, "user:k")
 

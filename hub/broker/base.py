@@ -18,16 +18,21 @@ from hub.sse import event_body
 
 @dataclass(slots=True)  # never changed; not frozen: that costs ~0.5 µs more per entry made
 class Entry:
-    """One published message on one channel; `body` is its SSE bytes less the `id:` line."""
+    """One published message on one channel; `body` is its SSE bytes less the `id:` line.
+
+    `stamp` tells this entry from another that a failover let reuse its offset
+    (0: not known, as in the embedded broker, which cannot lose entries).
+    """
 
     offset: int
     event: str
     data: str
     body: bytes = field(repr=False, compare=False)
+    stamp: int = 0
 
     @classmethod
-    def create(cls, offset: int, event: str, data: str) -> Entry:
-        return cls(offset, event, data, event_body(event, data))
+    def create(cls, offset: int, event: str, data: str, stamp: int = 0) -> Entry:
+        return cls(offset, event, data, event_body(event, data), stamp)
 
 
 @dataclass(frozen=True, slots=True)

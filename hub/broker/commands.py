@@ -17,13 +17,13 @@ import logging
 import socket
 import ssl
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import hiredis
 from redis.exceptions import ResponseError
 
-from hub.config import redis_options
+from hub.redisurl import redis_options
 
 log = logging.getLogger(__name__)
 
@@ -175,28 +175,90 @@ class Link(asyncio.Protocol):
             self._transport.abort()  # connection_lost fails what is in flight
 
 
-class Commands:
-    """The hub's command connection to the Redis at `url` (redis://, rediss:// or unix://)."""
+# Where a connection goes: options as `parse_url` makes them, found anew for every
+# connection (Sentinel: the current primary).
+Resolver = Callable[[], Awaitable[dict[str, Any]]]
 
-    def __init__(self, url: str, timeout: float = 5.0) -> None:
-        self._options = parse_url(url)
+
+class Commands:
+    """The hub's command connection to one Redis: a URL, fixed options, or a resolver that
+    names the node anew before each connection (the primary a Sentinel set-up elects)."""
+
+    def __init__(
+        self,
+        source: str | dict[str, Any] | Resolver,
+        timeout: float = 5.0,
+        *,
+        primary: bool = False,
+    ) -> None:
+        if isinstance(source, str):
+            source = parse_url(source)
+        self._resolve: Resolver = fixed(source) if isinstance(source, dict) else source
         self._timeout = timeout
+        # Check that the node is a primary on connecting: a resolver may name a demoted one.
+        self._primary = primary
         self._link: Link | None = None
         self._connecting: asyncio.Task[Link] | None = None
+        self.address: tuple[str, int] | None = None
 
     async def call(self, *args: Arg) -> Any:
+        return await (await self._ready()).send(encode(args))
+
+    async def _ready(self) -> Link:
         link = self._link
         if link is None or link.lost:
             link = await self._connect()
-        return await link.send(encode(args))
+        return link
 
-    async def run(self, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+    async def run(
+        self,
+        script: Script,
+        keys: Sequence[str],
+        args: Sequence[Arg],
+        *,
+        asking: bool = False,
+        wait: tuple[int, float] | None = None,
+    ) -> Any:
+        """EVALSHA (EVAL when Redis lacks the script). `asking`: ASKING first, on the same
+        connection (a slot being migrated to this node). `wait=(replicas, seconds)`: WAIT
+        right after it on the same connection; raises ReplicasTimeout when fewer confirm."""
         try:
-            return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await self._run("EVALSHA", script.sha, keys, args, asking, wait)
         except ResponseError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
-        return await self.call("EVAL", script.source, len(keys), *keys, *args)
+        return await self._run("EVAL", script.source, keys, args, asking, wait)
+
+    async def _run(
+        self,
+        verb: str,
+        body: str,
+        keys: Sequence[str],
+        args: Sequence[Arg],
+        asking: bool,
+        wait: tuple[int, float] | None,
+    ) -> Any:
+        link = await self._ready()
+        # Sent in one turn of the loop, so in one write, in this order, on one connection.
+        asked = link.send(encode(["ASKING"])) if asking else None
+        reply = link.send(encode([verb, body, len(keys), *keys, *args]))
+        waited = link.send(encode(["WAIT", wait[0], int(wait[1] * 1000)])) if wait else None
+        for side in (asked, waited):  # failing with the call: no "never retrieved" warning
+            if side is not None:
+                side.add_done_callback(_retrieve)
+        if asked is not None:
+            await asked
+        result = await reply
+        if waited is not None and wait is not None:
+            confirmed = await waited
+            if confirmed < wait[0]:
+                raise ReplicasTimeout(f"{confirmed} of {wait[0]} replicas confirmed in time")
+        return result
+
+    def drop(self) -> None:
+        """Closes the connection: the next call connects anew (to a node resolved again)."""
+        if self._link is not None:
+            self._link.close()
 
     async def _connect(self) -> Link:
         # Concurrent calls share one attempt; a failed attempt is not reused.
@@ -205,7 +267,9 @@ class Commands:
         return await asyncio.shield(self._connecting)
 
     async def _open(self) -> Link:
-        self._link = await connect(self._options, self._timeout)
+        options = await self._resolve()
+        self._link = await connect(options, self._timeout, primary=self._primary)
+        self.address = (options.get("host", ""), options.get("port", 0))
         return self._link
 
     async def close(self) -> None:
@@ -216,10 +280,26 @@ class Commands:
             self._link = None
 
 
-async def connect(options: dict[str, Any], timeout: float) -> Link:
+class ReplicasTimeout(OSError):
+    """WAIT counted fewer replicas than asked for: the write may not survive a failover."""
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def fixed(options: dict[str, Any]) -> Resolver:
+    async def resolve() -> dict[str, Any]:
+        return options
+
+    return resolve
+
+
+async def connect(options: dict[str, Any], timeout: float, *, primary: bool = False) -> Link:
     """A link to the Redis `options` name (see `parse_url`), authenticated, its database
     selected, and answering; ConnectionError when Redis refuses the password, the database
-    or the PING."""
+    or the PING, or (`primary`) when the node is not a primary."""
     loop = asyncio.get_running_loop()
     link = Link(timeout)
     async with asyncio.timeout(timeout):
@@ -246,6 +326,10 @@ async def connect(options: dict[str, Any], timeout: float) -> Link:
             except ResponseError as exc:
                 if not str(exc).startswith("LOADING"):
                     raise
+            if primary:
+                role = await link.send(encode(["ROLE"]))
+                if not role or role[0] != b"master":
+                    raise ConnectionError("the node named as primary is not a primary (yet)")
         except ResponseError as exc:
             link.close()  # a wrong password or database: Redis is not usable, as if down
             raise ConnectionError(f"Redis refused the connection: {exc}") from exc

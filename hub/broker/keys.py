@@ -28,7 +28,8 @@ class Keys:
     def channel_of(self, live: bytes) -> str:
         return live[len(self.prefix) + 1 : -1].decode()
 
-    def idempotency(self, scoped_key: str) -> str:
-        """Where a publisher's Idempotency-Key is recorded (hashed: keys are free text)."""
+    def idempotency(self, scoped_key: str, channel: str) -> str:
+        """Where a publisher's Idempotency-Key is recorded for one channel (hashed: keys are
+        free text), in the channel's slot: its script writes the record with the entries."""
         digest = hashlib.sha256(scoped_key.encode()).hexdigest()
-        return f"{self.prefix}idem:{digest}"
+        return f"{self.prefix}{{{channel}}}:i:{digest}"

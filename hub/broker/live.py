@@ -19,7 +19,7 @@ from collections.abc import Callable
 from redis.exceptions import ResponseError
 
 from hub.broker.base import Entry, LiveSink
-from hub.broker.commands import Link, connect, encode, parse_url
+from hub.broker.commands import Link, Resolver, connect, encode, fixed, parse_url
 from hub.broker.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -29,15 +29,28 @@ _CONNECT_TIMEOUT = 5.0
 
 
 class LiveConnection:
+    """The pub/sub link to one node. `sharded`: SSUBSCRIBE (a Cluster's node), one command
+    per channel since each names channels of one slot only; a channel the node stops
+    serving (its slot moved) is pushed as `sunsubscribe` and handed to `on_moved`."""
+
     def __init__(
         self,
-        url: str,
+        source: str | Resolver,
         keys: Keys,
         sink: LiveSink,
         health_interval: float = 5.0,
         on_reconnect: Callable[[], None] | None = None,
+        *,
+        sharded: bool = False,
+        primary: bool = False,
+        on_moved: Callable[[str | None], None] | None = None,
     ) -> None:
-        self._options = parse_url(url)
+        self._resolve = fixed(parse_url(source)) if isinstance(source, str) else source
+        self._primary = primary
+        self._sharded = sharded
+        self._verbs = ("SSUBSCRIBE", "SUNSUBSCRIBE") if sharded else ("SUBSCRIBE", "UNSUBSCRIBE")
+        self._on_moved = on_moved
+        self.address: tuple[str, int] | None = None  # of the node connected last
         self._keys = keys
         self._sink = sink
         self._health_interval = health_interval
@@ -100,6 +113,38 @@ class LiveConnection:
             self._kick.set()
         return future
 
+    def holds(self, channel: str) -> bool:
+        """Whether `channel` is subscribed (or being subscribed) through this link."""
+        return channel in self._refs
+
+    def move_out(self, channel: str) -> tuple[int, list[asyncio.Future[None]]]:
+        """Forgets `channel` (another node serves it now): its reference count and the
+        subscribers still waiting for it, for the link that takes it over."""
+        count = self._refs.pop(channel, 0)
+        self._dirty.add(channel)
+        self._confirmed.discard(channel)
+        waiters: list[asyncio.Future[None]] = []
+        for queue in [self._unsent, *self._waiting.values()]:
+            waiters += [future for name, future in queue if name == channel]
+            queue[:] = [(name, future) for name, future in queue if name != channel]
+        self._kick.set()
+        return count, waiters
+
+    def move_in(self, channel: str, count: int, waiters: list[asyncio.Future[None]]) -> None:
+        """Takes over a channel from another link, with its subscribers."""
+        if count <= 0:
+            return
+        self._refs[channel] = self._refs.get(channel, 0) + count
+        self._dirty.add(channel)
+        self._confirmed.discard(channel)
+        self._unsent += [(channel, future) for future in waiters]
+        self._kick.set()
+
+    def drop_link(self) -> None:
+        """Closes the connection; the link connects again to the node resolved anew."""
+        if self._link is not None:
+            self._link.close()
+
     def unsubscribe(self, channel: str) -> None:
         count = self._refs.get(channel, 0) - 1
         if count > 0:
@@ -120,7 +165,9 @@ class LiveConnection:
         backoff = 0.05
         while not self._closing:
             try:
-                link = await connect(self._options, _CONNECT_TIMEOUT)
+                options = await self._resolve()
+                link = await connect(options, _CONNECT_TIMEOUT, primary=self._primary)
+                self.address = (options.get("host", ""), options.get("port", 0))
             except Exception as exc:  # refused, unreachable, timed out, a bad host name...
                 log.warning("pub/sub connection to Redis failed: %s", exc)
             else:
@@ -166,8 +213,11 @@ class LiveConnection:
 
     def _handle(self, reply: object) -> None:
         if isinstance(reply, ResponseError):
-            # A refused SUBSCRIBE (an ACL, say) must not leave channels silently unserved.
+            # A refused SUBSCRIBE (an ACL, say; MOVED in a Cluster) must not leave channels
+            # silently unserved.
             log.warning("Redis refused a pub/sub command: %s; reconnecting", reply)
+            if self._on_moved is not None:
+                self._on_moved(None)
             if self._link is not None:
                 self._link.close()
             return
@@ -177,15 +227,27 @@ class LiveConnection:
         if not isinstance(reply, list) or not reply:
             return
         kind = reply[0]
-        if kind == b"message":
+        if kind == b"message" or kind == b"smessage":
             self._deliver(reply[1], reply[2])
         elif kind == b"pong" and reply[1].isdigit():
             self._pong(int(reply[1]))
+        elif kind == b"sunsubscribe":
+            self._unsubscribed(self._keys.channel_of(reply[1]))
+
+    def _unsubscribed(self, channel: str) -> None:
+        """A channel still wanted here was unsubscribed by the server: its slot moved."""
+        if channel not in self._refs or channel not in self._on_server:
+            return  # the answer to our own SUNSUBSCRIBE
+        self._on_server.discard(channel)
+        self._confirmed.discard(channel)
+        self._subscribed_at.pop(channel, None)
+        if self._on_moved is not None:
+            self._on_moved(channel)
 
     def _deliver(self, live: bytes, payload: bytes) -> None:
         try:
-            epoch, offset, event, data = payload.split(b"\n", 3)
-            entry = Entry.create(int(offset), event.decode(), data.decode())
+            epoch, offset, stamp, event, data = payload.split(b"\n", 4)
+            entry = Entry.create(int(offset), event.decode(), data.decode(), int(stamp))
             channel, number = self._keys.channel_of(live), int(epoch)
         except ValueError:  # UnicodeDecodeError included: not a hub message
             log.warning("dropped a malformed message on %r", live)
@@ -228,8 +290,10 @@ class LiveConnection:
             self._unsent = []
             if self._live_token == 0:
                 self._live_token = token
-            commands = [("SUBSCRIBE", *map(self._keys.live, chunk)) for chunk in _chunks(add)]
-            commands += [("UNSUBSCRIBE", *map(self._keys.live, chunk)) for chunk in _chunks(drop)]
+            size = 1 if self._sharded else 500
+            subscribe, unsubscribe = self._verbs
+            commands = [(subscribe, *map(self._keys.live, c)) for c in _chunks(add, size)]
+            commands += [(unsubscribe, *map(self._keys.live, c)) for c in _chunks(drop, size)]
             commands.append(("PING", str(token)))
             # One write; a link lost meanwhile drops it, and the reconnect subscribes everything.
             link.write(b"".join(encode(command) for command in commands))
@@ -250,5 +314,5 @@ class LiveConnection:
             self._kick.set()
 
 
-def _chunks(names: list[str], size: int = 500) -> list[list[str]]:
+def _chunks(names: list[str], size: int) -> list[list[str]]:
     return [names[i : i + size] for i in range(0, len(names), size)]

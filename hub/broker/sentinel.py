@@ -1,0 +1,97 @@
+"""Redis behind Sentinel: the primary is asked of the sentinels before every connection,
+and a watch moves both connections to a newly elected primary without waiting for the
+old one to fail (a graceful failover leaves it running as a replica).
+
+Discovery is redis-py's: it checks that the sentinels agree the primary is up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import RedisError
+
+from hub.broker.routes import NodeRoute
+from hub.redisurl import Topology
+
+log = logging.getLogger(__name__)
+
+WATCH_INTERVAL = 0.5
+_SENTINEL_TIMEOUT = 1.0
+
+
+class SentinelResolver:
+    def __init__(self, topology: Topology) -> None:
+        self._master = topology.master
+        self._data = topology.data
+        addresses = [(node["host"], node["port"]) for node in topology.nodes]
+        credentials: dict[str, Any] = {
+            name: topology.nodes[0][name]
+            for name in ("username", "password")
+            if name in topology.nodes[0]
+        }
+        # Sentinels that ask for no password are asked without one; the data nodes' are
+        # tried when they do.
+        plain: dict[str, Any] = {
+            "socket_timeout": _SENTINEL_TIMEOUT,
+            "socket_connect_timeout": _SENTINEL_TIMEOUT,
+        }
+        self._asked = [Sentinel(addresses, sentinel_kwargs=plain)]  # type: ignore[no-untyped-call]
+        if credentials:
+            authed: dict[str, Any] = {**plain, **credentials}
+            self._asked.append(Sentinel(addresses, sentinel_kwargs=authed))  # type: ignore[no-untyped-call]
+
+    async def primary(self) -> tuple[str, int]:
+        failure: Exception | None = None
+        for sentinel in self._asked:
+            try:
+                host, port = await sentinel.discover_master(self._master)
+                return str(host), int(port)
+            except RedisError as exc:
+                failure = exc
+        raise ConnectionError(f"no sentinel names a primary for {self._master!r}: {failure}")
+
+    async def __call__(self) -> dict[str, Any]:
+        host, port = await self.primary()
+        return {**self._data, "host": host, "port": port}
+
+    async def close(self) -> None:
+        for sentinel in self._asked:
+            for node in sentinel.sentinels:
+                await node.aclose()
+
+
+class SentinelRoute(NodeRoute):
+    def __init__(self, topology: Topology, timeout: float = 5.0) -> None:
+        self._sentinels = SentinelResolver(topology)
+        super().__init__(self._sentinels, primary=True, timeout=timeout)
+        self._watch: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._watch = asyncio.create_task(self._follow(), name="hub-sentinel-watch")
+
+    async def _follow(self) -> None:
+        """Drops connections to a node that is no longer the primary."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            try:
+                primary = await self._sentinels.primary()
+            except ConnectionError:
+                continue  # no answer now: the connections' own failures tell the rest
+            if self.commands.address not in (None, primary):
+                log.warning("Sentinel names a new primary %s:%d; moving there", *primary)
+                self.commands.drop()
+            if self.link is not None and self.link.address not in (None, primary):
+                self.link.drop_link()
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        await super().close()
+        await self._sentinels.close()
