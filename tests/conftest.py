@@ -17,8 +17,12 @@ from hub.auth import mint
 from hub.config import Settings
 from hub.serving import HubServer
 from tests.hub_process import HubProcess
+from tests.redis_cluster import RedisClusterNodes
+from tests.redis_sentinel import SentinelSetup
 from tests.redis_server import RedisServer
 from tests.sse_client import SSEStream
+
+pytest_plugins = ["tests.topologies"]
 
 SUBSCRIBER_KEY = "subscriber-secret-for-tests-0123456789"
 PUBLISHER_KEY = "publisher-secret-for-tests-0123456789"
@@ -51,6 +55,32 @@ def aof_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
+    """One Redis Cluster for the session's behaviour tests (failover tests start their own)."""
+    cluster = RedisClusterNodes(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSetup]:
+    """One Sentinel set-up for the session's behaviour tests."""
+    setup = SentinelSetup(tmp_path_factory.mktemp("sentinel"))
+    try:
+        setup.start()
+        yield setup
+    finally:
+        setup.stop()
+
+
+# Modules that prove a behaviour on every topology set `broker_kind` to these.
+EVERY_BROKER = ["memory", "redis", "cluster", "sentinel"]
+
+
 @pytest.fixture(params=["memory", "redis"])
 def broker_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -70,6 +100,10 @@ def make_settings(broker_kind: str, request: pytest.FixtureRequest) -> MakeSetti
         }
         if broker_kind == "redis":
             values["redis_url"] = request.getfixturevalue("redis_server").url
+        elif broker_kind == "cluster":
+            values["redis_url"] = request.getfixturevalue("shared_cluster").seed_url
+        elif broker_kind == "sentinel":
+            values["redis_url"] = request.getfixturevalue("shared_sentinel").url
         values.update(overrides)
         return dataclasses.replace(Settings(), **values)
 

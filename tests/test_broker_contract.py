@@ -1,4 +1,5 @@
-"""One contract, two brokers: the in-memory broker and Redis (a real redis-server)."""
+"""One contract, every broker: in memory, and Redis as one node, a Cluster and behind Sentinel
+(real redis-server processes)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from hub.broker import Broker, Entry, Idempotency, create_broker
 from hub.config import Settings
 from hub.errors import IdempotencyConflict
 from hub.message import Message
+from tests.conftest import EVERY_BROKER
+from tests.redis_cluster import RedisClusterNodes
+from tests.redis_sentinel import SentinelSetup
 from tests.redis_server import RedisServer
 
 
@@ -41,6 +45,11 @@ def message(*channels: str, data: str = "x", event: str = "message") -> Message:
     return Message(channels=channels, event=event, data=data)
 
 
+@pytest.fixture(params=EVERY_BROKER)
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
 async def sink_and_broker(
     broker_kind: str, request: pytest.FixtureRequest
@@ -51,6 +60,12 @@ async def sink_and_broker(
     if broker_kind == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
         settings = dataclasses.replace(settings, redis_url=server.url)
+    elif broker_kind == "cluster":
+        cluster: RedisClusterNodes = request.getfixturevalue("shared_cluster")
+        settings = dataclasses.replace(settings, redis_url=cluster.seed_url)
+    elif broker_kind == "sentinel":
+        sentinel: SentinelSetup = request.getfixturevalue("shared_sentinel")
+        settings = dataclasses.replace(settings, redis_url=sentinel.url)
     broker = create_broker(settings)
     sink = RecordingSink()
     await broker.start(sink)

@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import HubClient, MakeHub
+from tests.conftest import EVERY_BROKER, HubClient, MakeHub
+
+
+@pytest.fixture(params=EVERY_BROKER)
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    """Every behaviour here holds on every broker and Redis topology."""
+    return str(request.param)
 
 
 async def _history(hub: HubClient, user: str) -> list[str]:

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hub.cursor import NOWHERE, channel_tag, decode
-from tests.conftest import HubClient, MakeHub
+from tests.conftest import EVERY_BROKER, HubClient, MakeHub
 from tests.sse_client import SSEStream
+
+
+@pytest.fixture(params=EVERY_BROKER)
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    """Every behaviour here holds on every broker and Redis topology."""
+    return str(request.param)
+
 
 CHANNELS = ("user:pat", "topic:t1", "topic:t2")
 CLIENTS = {"a": ("t1",), "b": ("t2",), "c": ("t1", "t2")}

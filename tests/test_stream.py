@@ -5,14 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from hub.broker.base import HistoryPage
 from hub.broker.memory import MemoryBroker
 from hub.config import Settings
 from hub.cursor import Position, channel_tag, decode, encode, encode_part
 from hub.fanout import FanOut
 from hub.subscription import Subscription
-from tests.conftest import HubClient, MakeHub
+from tests.conftest import EVERY_BROKER, HubClient, MakeHub
 from tests.sse_client import Event
+
+
+@pytest.fixture(params=EVERY_BROKER)
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    """Every behaviour here holds on every broker and Redis topology."""
+    return str(request.param)
 
 
 async def test_headers_retry_and_live_event(hub: HubClient) -> None:
