@@ -24,7 +24,7 @@ from redis.exceptions import ResponseError
 from hub.broker.base import LiveSink
 from hub.broker.commands import Commands, Script, fixed
 from hub.broker.keys import Keys
-from hub.broker.routes import PING_TIMEOUT, Live
+from hub.broker.routes import PING_TIMEOUT, Live, answers
 from hub.redisurl import Topology
 
 log = logging.getLogger(__name__)
@@ -150,23 +150,15 @@ class ClusterRoute:
                 raise
         raise ConnectionError(f"slot {slot} kept moving; retry later")
 
-    async def reachable(self) -> bool:
-        primaries = self.primaries
+    async def reachable(self, replicas: int = 0) -> bool:
         if not self.covered:
             self.refresh()
             return False
-
-        async def ping(address: Address) -> bool:
-            try:
-                async with asyncio.timeout(PING_TIMEOUT):
-                    return bool(await self._node(address).call("PING") == b"PONG")
-            except Exception:  # unreachable, refused, timed out: not ready, whatever the cause
-                return False
-
-        answers = await asyncio.gather(*(ping(address) for address in primaries))
-        if not all(answers):
+        nodes = [self._node(address) for address in self.primaries]
+        replies = await asyncio.gather(*(answers(node, replicas) for node in nodes))
+        if not all(replies):
             self.refresh()
-        return all(answers)
+        return all(replies)
 
     def live(self, keys: Keys, sink: LiveSink, on_reconnect: Callable[[], None]) -> Live:
         from hub.broker.sharded import ShardedLive

@@ -204,4 +204,4 @@ class RedisBroker(Broker):
     async def ready(self) -> bool:
         if self._live is None or not self._live.alive or self.route is None:
             return False
-        return await self.route.reachable()
+        return await self.route.reachable(self._settings.replicas_ack)

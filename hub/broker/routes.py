@@ -48,14 +48,30 @@ class Route(Protocol):
     ) -> Any:
         """The script on the node that owns `keys` (all of one slot in a Cluster)."""
 
-    async def reachable(self) -> bool:
-        """Every primary answers."""
+    async def reachable(self, replicas: int = 0) -> bool:
+        """Every primary answers, with at least `replicas` replicas attached."""
 
     def live(self, keys: Keys, sink: LiveSink, on_reconnect: Callable[[], None]) -> Live: ...
 
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+async def answers(commands: Commands, replicas: int) -> bool:
+    """The node answers within PING_TIMEOUT, and has `replicas` replicas attached (a
+    publish that must wait for them cannot succeed with fewer)."""
+    try:
+        async with asyncio.timeout(PING_TIMEOUT):
+            if not replicas:
+                return bool(await commands.call("PING") == b"PONG")
+            info: bytes = await commands.call("INFO", "replication")
+    except Exception:  # unreachable, refused, timed out: not ready, whatever the cause
+        return False
+    for line in info.splitlines():
+        if line.startswith(b"connected_slaves:"):
+            return int(line.partition(b":")[2]) >= replicas
+    return False
 
 
 class NodeRoute:
@@ -81,12 +97,8 @@ class NodeRoute:
     ) -> Any:
         return await self.commands.run(script, keys, args, wait=wait)
 
-    async def reachable(self) -> bool:
-        try:
-            async with asyncio.timeout(PING_TIMEOUT):
-                return bool(await self.commands.call("PING") == b"PONG")
-        except Exception:  # unreachable, refused, timed out: not ready, whatever the cause
-            return False
+    async def reachable(self, replicas: int = 0) -> bool:
+        return await answers(self.commands, replicas)
 
     def live(self, keys: Keys, sink: LiveSink, on_reconnect: Callable[[], None]) -> Live:
         self.link = LiveConnection(

@@ -1,0 +1,156 @@
+"""What failover tests share: a publisher that retries 503s with its Idempotency-Key and
+keeps what was acknowledged, a readiness watch, and a judge of what streams received.
+
+The judge's truth is what the promoted primary holds afterwards, read back through a
+stream from `earliest`: a stream must have received exactly that, in order, unless it
+was told `hub.reset` `history_lost`, which is only fair when something it had received
+is no longer there; after the reset it must receive the retained history again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tests.conftest import HubClient
+from tests.sse_client import SSEStream
+
+# Answers a publisher may see while a primary is replaced; anything else fails the test.
+ALLOWED = {200, 503}
+
+
+@dataclass
+class Publisher:
+    """Publishes numbered messages round the channels; each is retried (same key) on 503."""
+
+    hub: HubClient
+    users: Sequence[str]
+    acked: dict[str, list[str]] = field(default_factory=dict)
+    statuses: list[int] = field(default_factory=list)
+    unavailable: int = 0
+    missing_retry_after: int = 0
+    count: int = 0
+
+    async def publish(self, user: str, attempts: int = 60) -> None:
+        token = f"{user}/{self.count}"
+        self.count += 1
+        key = uuid.uuid4().hex
+        for _ in range(attempts):
+            async with self.hub.client.post(
+                "/publish",
+                json={"users": [user], "data": token},
+                headers={
+                    "Authorization": f"Bearer {self.hub.publisher_token()}",
+                    "Idempotency-Key": key,
+                },
+            ) as response:
+                self.statuses.append(response.status)
+                if response.status == 200:
+                    self.acked.setdefault(user, []).append(token)
+                    return
+                if response.status == 503:
+                    self.unavailable += 1
+                    if "Retry-After" not in response.headers:
+                        self.missing_retry_after += 1
+                if response.status not in ALLOWED:
+                    return
+            await asyncio.sleep(0.1)
+
+    async def run(self, stop: asyncio.Event, pause: float = 0.01) -> None:
+        """Round the users until `stop` (one publish at a time: order per channel holds)."""
+        turn = 0
+        while not stop.is_set() and turn < 100_000:
+            await self.publish(self.users[turn % len(self.users)])
+            turn += 1
+            await asyncio.sleep(pause)
+
+
+@dataclass
+class ReadyWatch:
+    """`/readyz` every 0.1 s: the statuses seen, in order."""
+
+    hub: HubClient
+    seen: list[int] = field(default_factory=list)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                async with asyncio.timeout(3):
+                    async with self.hub.client.get("/readyz") as response:
+                        self.seen.append(response.status)
+            except TimeoutError:
+                self.seen.append(0)
+            await asyncio.sleep(0.1)
+
+    async def wait_for(self, status: int, timeout: float = 30) -> None:
+        async with asyncio.timeout(timeout):
+            while not self.seen or self.seen[-1] != status:
+                await asyncio.sleep(0.05)
+
+
+@dataclass
+class Received:
+    """What one stream received, per user: data tokens, and `None` where a history_lost
+    reset for that user's channel came."""
+
+    stream: SSEStream
+    by_user: dict[str, list[str | None]] = field(default_factory=dict)
+    other_resets: list[str] = field(default_factory=list)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                event = await self.stream.next(timeout=3600)
+            except EOFError:
+                return
+            if event.event == "hub.reset":
+                reset = json.loads(event.data)
+                for channel in reset["channels"]:
+                    if reset["reason"] == "history_lost":
+                        self.by_user.setdefault(channel.removeprefix("user:"), []).append(None)
+                    else:
+                        self.other_resets.append(f"{reset['reason']} {channel}")
+                continue
+            self.by_user.setdefault(event.data.split("/")[0], []).append(event.data)
+
+    def tokens(self, user: str) -> list[str]:
+        return [token for token in self.by_user.get(user, []) if token is not None]
+
+
+async def truth(hub: HubClient, users: Sequence[str]) -> dict[str, list[str]]:
+    """What the primaries hold now, per user, read through a stream from `earliest`."""
+    held: dict[str, list[str]] = {}
+    for user in users:
+        stream = await hub.subscribe(user, query_last_id="earliest")
+        reader = Received(stream)
+        task = asyncio.create_task(reader.run())
+        # Publish a marker after the history to know when it has all arrived.
+        marker = f"{user}/end-{uuid.uuid4().hex[:6]}"
+        await hub.send(marker, users=[user])
+        async with asyncio.timeout(20):
+            while marker not in reader.tokens(user):
+                await asyncio.sleep(0.05)
+        task.cancel()
+        stream.close()
+        held[user] = [t for t in reader.tokens(user) if t != marker]
+    return held
+
+
+def judge(received: Received, user: str, held: list[str]) -> list[str]:
+    """Problems with what one stream received on one user's channel (empty: none)."""
+    got = received.by_user.get(user, [])
+    if None not in got:
+        tokens = [t for t in got if t is not None and "/end-" not in t]
+        return [] if tokens == held else [f"{user}: received {tokens}, history holds {held}"]
+    cut = len(got) - 1 - got[::-1].index(None)
+    before = [t for t in got[:cut] if t is not None]
+    after = [t for t in got[cut + 1 :] if t is not None and "/end-" not in t]
+    problems = []
+    if all(token in held for token in before):
+        problems.append(f"{user}: history_lost, but everything it had received is held")
+    if after != held:
+        problems.append(f"{user}: after the reset received {after}, history holds {held}")
+    return problems

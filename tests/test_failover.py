@@ -1,0 +1,169 @@
+"""A primary SIGKILLed while streams are open and publishes flow, on a real Redis Cluster
+(3 primaries + 3 replicas) and a real Sentinel set-up (1 primary, 2 replicas, 3 sentinels).
+
+Publishes during the failover get 503 with Retry-After (never another 5xx), /readyz turns
+503 and back, streams stay open, and afterwards every stream holds exactly what the new
+primary holds, or was told `history_lost` for a channel whose entries it had received and
+the promoted replica never got. Losses are made certain, not left to chance: the replica
+that will be promoted is stopped (SIGSTOP) while the doomed primary takes writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Sequence
+
+import pytest
+
+from tests.conftest import HubClient, MakeHub
+from tests.failover import Publisher, ReadyWatch, Received, judge, truth
+from tests.redis_cluster import RedisClusterNodes
+from tests.redis_sentinel import SentinelSetup
+
+pytestmark = pytest.mark.timeout(120)
+USERS = [f"f{i}" for i in range(6)]
+
+
+@pytest.fixture
+def broker_kind() -> str:
+    return "memory"  # each test points its hub at its own topology
+
+
+def _pause(pid: int | None) -> None:
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+
+
+def _resume(pid: int | None) -> None:
+    assert pid is not None
+    os.kill(pid, signal.SIGCONT)
+
+
+class Scene:
+    """Streams per user, a publisher and a readiness watch, all running."""
+
+    def __init__(self, hub: HubClient, users: Sequence[str]) -> None:
+        self.hub = hub
+        self.users = users
+        self.stop = asyncio.Event()
+        self.publisher = Publisher(hub, users)
+        self.ready = ReadyWatch(hub)
+        self.received: dict[str, Received] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        for user in self.users:
+            self.received[user] = Received(await self.hub.subscribe(user))
+        self.tasks = [asyncio.create_task(r.run()) for r in self.received.values()]
+        self.tasks += [
+            asyncio.create_task(self.publisher.run(self.stop)),
+            asyncio.create_task(self.ready.run(self.stop)),
+        ]
+        await self.ready.wait_for(200)
+        await asyncio.sleep(0.5)
+
+    async def finish(self) -> list[str]:
+        """Stops publishing and judges every stream against what Redis holds now."""
+        await asyncio.sleep(1)  # publishing goes on a while after the failover
+        self.stop.set()
+        await asyncio.gather(*self.tasks[len(self.users) :])
+        held = await truth(self.hub, self.users)
+        problems = []
+        for user, received in self.received.items():
+            assert not received.stream._eof, f"{user}'s stream was closed by the failover"
+            async with asyncio.timeout(20):  # the truth's marker comes after everything
+                while not any("/end-" in t for t in received.tokens(user)):
+                    await asyncio.sleep(0.05)
+            problems += judge(received, user, held[user])
+            problems += received.other_resets
+        for task in self.tasks[: len(self.users)]:
+            task.cancel()
+        return problems
+
+    def check_publishes(self) -> None:
+        statuses = set(self.publisher.statuses)
+        assert statuses <= {200, 503}, f"publishers saw {statuses}"
+        assert self.publisher.unavailable > 0, "the failover was felt by publishers (503)"
+        assert self.publisher.missing_retry_after == 0
+        assert 503 in self.ready.seen, self.ready.seen
+        assert self.ready.seen[-1] == 200, self.ready.seen
+
+
+def lost(scene: Scene, user: str) -> bool:
+    return None in scene.received[user].by_user.get(user, [])
+
+
+async def test_cluster_primary_killed_without_replica_acks(
+    redis_cluster: RedisClusterNodes, make_hub: MakeHub
+) -> None:
+    hub = await make_hub(redis_url=redis_cluster.seed_url, replicas_ack=0)
+    scene = Scene(hub, USERS)
+    await scene.start()
+    victim = redis_cluster.primary_for("{user:f0}")
+    doomed = [u for u in USERS if redis_cluster.primary_for(f"{{user:{u}}}") is victim]
+    replica = redis_cluster.replicas_of(victim)[0]
+    _pause(replica.process.pid if replica.process else None)
+    try:
+        # Acknowledged by the primary alone: these entries die with it.
+        await asyncio.sleep(1.0)
+        redis_cluster.kill(victim)
+    finally:
+        _resume(replica.process.pid if replica.process else None)
+    await scene.ready.wait_for(503)
+    await scene.ready.wait_for(200, timeout=40)
+    problems = await scene.finish()
+    scene.check_publishes()
+    assert problems == []
+    assert all(lost(scene, user) for user in doomed), "streams that had lost entries were told"
+    assert not any(lost(scene, u) for u in USERS if u not in doomed), "no false reset"
+
+
+async def test_cluster_primary_killed_with_a_replica_ack_loses_nothing(
+    redis_cluster: RedisClusterNodes, make_hub: MakeHub
+) -> None:
+    hub = await make_hub(redis_url=redis_cluster.seed_url, replicas_ack=1, replicas_ack_timeout=0.5)
+    scene = Scene(hub, USERS)
+    await scene.start()
+    victim = redis_cluster.primary_for("{user:f0}")
+    replica = redis_cluster.replicas_of(victim)[0]
+    _pause(replica.process.pid if replica.process else None)
+    try:
+        await asyncio.sleep(1.0)  # the victim's writes now wait for a replica: 503s
+        redis_cluster.kill(victim)
+    finally:
+        _resume(replica.process.pid if replica.process else None)
+    await scene.ready.wait_for(503)
+    # The promoted replica has no replica of its own: publishes to it wait for one until
+    # the old primary is back (as its replica). Not ready meanwhile.
+    await asyncio.sleep(3)
+    assert scene.ready.seen[-1] == 503
+    await asyncio.to_thread(redis_cluster.restart, victim)
+    await scene.ready.wait_for(200, timeout=40)
+    problems = await scene.finish()
+    scene.check_publishes()
+    assert problems == []
+    assert not any(lost(scene, user) for user in USERS), "no reset: nothing was lost"
+    held = await truth(hub, USERS)
+    for user, tokens in scene.publisher.acked.items():
+        assert set(tokens) <= set(held[user]), f"acknowledged publishes to {user} were lost"
+
+
+async def test_sentinel_primary_killed_the_hub_follows_the_new_primary(
+    redis_sentinel: SentinelSetup, make_hub: MakeHub
+) -> None:
+    hub = await make_hub(redis_url=redis_sentinel.url, replicas_ack=1, replicas_ack_timeout=0.5)
+    scene = Scene(hub, USERS[:3])
+    await scene.start()
+    old = redis_sentinel.kill_primary()
+    await scene.ready.wait_for(503)
+    await asyncio.to_thread(redis_sentinel.wait_failover, old.port)
+    await scene.ready.wait_for(200, timeout=40)
+    problems = await scene.finish()
+    scene.check_publishes()
+    assert problems == []
+    assert not any(lost(scene, user) for user in scene.users)
+    held = await truth(hub, scene.users)
+    for user, tokens in scene.publisher.acked.items():
+        assert set(tokens) <= set(held[user]), f"acknowledged publishes to {user} were lost"
