@@ -154,3 +154,64 @@ def judge(received: Received, user: str, held: list[str]) -> list[str]:
     if after != held:
         problems.append(f"{user}: after the reset received {after}, history holds {held}")
     return problems
+
+
+class Scene:
+    """Streams per user, a publisher and a readiness watch, all running."""
+
+    def __init__(self, hub: HubClient, users: Sequence[str]) -> None:
+        self.hub = hub
+        self.users = users
+        self.stop = asyncio.Event()
+        self.publisher = Publisher(hub, users)
+        self.ready = ReadyWatch(hub)
+        self.received: dict[str, Received] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        for user in self.users:
+            self.received[user] = Received(await self.hub.subscribe(user))
+        self.tasks = [asyncio.create_task(r.run()) for r in self.received.values()]
+        self.tasks += [
+            asyncio.create_task(self.publisher.run(self.stop)),
+            asyncio.create_task(self.ready.run(self.stop)),
+        ]
+        await self.ready.wait_for(200)
+        await asyncio.sleep(0.5)
+
+    async def finish(self) -> list[str]:
+        """Stops publishing and judges every stream against what Redis holds now."""
+        await asyncio.sleep(1)  # publishing goes on a while after the failover
+        self.stop.set()
+        await asyncio.gather(*self.tasks[len(self.users) :])
+        held = await truth(self.hub, self.users)
+        problems = []
+        for user, received in self.received.items():
+            assert not received.stream._eof, f"{user}'s stream was closed by the failover"
+            async with asyncio.timeout(20):  # the truth's marker comes after everything
+                while not any("/end-" in t for t in received.tokens(user)):
+                    await asyncio.sleep(0.05)
+            problems += judge(received, user, held[user])
+            problems += received.other_resets
+        for task in self.tasks[: len(self.users)]:
+            task.cancel()
+        return problems
+
+    def check_publishes(self, felt: bool = True) -> None:
+        """Only 200s and 503s with Retry-After; `felt`: some 503s, and readiness lost a while."""
+        statuses = set(self.publisher.statuses)
+        assert statuses <= {200, 503}, f"publishers saw {statuses}"
+        assert self.publisher.missing_retry_after == 0
+        if felt:
+            assert self.publisher.unavailable > 0, "the failover was felt by publishers (503)"
+            assert 503 in self.ready.seen, self.ready.seen
+        assert self.ready.seen[-1] == 200, self.ready.seen
+
+    async def check_nothing_acknowledged_lost(self) -> None:
+        held = await truth(self.hub, self.users)
+        for user, tokens in self.publisher.acked.items():
+            assert set(tokens) <= set(held[user]), f"acknowledged publishes to {user} were lost"
+
+
+def lost(scene: Scene, user: str) -> bool:
+    return None in scene.received[user].by_user.get(user, [])

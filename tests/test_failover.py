@@ -13,12 +13,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Sequence
 
 import pytest
 
-from tests.conftest import HubClient, MakeHub
-from tests.failover import Publisher, ReadyWatch, Received, judge, truth
+from tests.conftest import MakeHub
+from tests.failover import Scene, lost
 from tests.redis_cluster import RedisClusterNodes
 from tests.redis_sentinel import SentinelSetup
 
@@ -39,60 +38,6 @@ def _pause(pid: int | None) -> None:
 def _resume(pid: int | None) -> None:
     assert pid is not None
     os.kill(pid, signal.SIGCONT)
-
-
-class Scene:
-    """Streams per user, a publisher and a readiness watch, all running."""
-
-    def __init__(self, hub: HubClient, users: Sequence[str]) -> None:
-        self.hub = hub
-        self.users = users
-        self.stop = asyncio.Event()
-        self.publisher = Publisher(hub, users)
-        self.ready = ReadyWatch(hub)
-        self.received: dict[str, Received] = {}
-        self.tasks: list[asyncio.Task[None]] = []
-
-    async def start(self) -> None:
-        for user in self.users:
-            self.received[user] = Received(await self.hub.subscribe(user))
-        self.tasks = [asyncio.create_task(r.run()) for r in self.received.values()]
-        self.tasks += [
-            asyncio.create_task(self.publisher.run(self.stop)),
-            asyncio.create_task(self.ready.run(self.stop)),
-        ]
-        await self.ready.wait_for(200)
-        await asyncio.sleep(0.5)
-
-    async def finish(self) -> list[str]:
-        """Stops publishing and judges every stream against what Redis holds now."""
-        await asyncio.sleep(1)  # publishing goes on a while after the failover
-        self.stop.set()
-        await asyncio.gather(*self.tasks[len(self.users) :])
-        held = await truth(self.hub, self.users)
-        problems = []
-        for user, received in self.received.items():
-            assert not received.stream._eof, f"{user}'s stream was closed by the failover"
-            async with asyncio.timeout(20):  # the truth's marker comes after everything
-                while not any("/end-" in t for t in received.tokens(user)):
-                    await asyncio.sleep(0.05)
-            problems += judge(received, user, held[user])
-            problems += received.other_resets
-        for task in self.tasks[: len(self.users)]:
-            task.cancel()
-        return problems
-
-    def check_publishes(self) -> None:
-        statuses = set(self.publisher.statuses)
-        assert statuses <= {200, 503}, f"publishers saw {statuses}"
-        assert self.publisher.unavailable > 0, "the failover was felt by publishers (503)"
-        assert self.publisher.missing_retry_after == 0
-        assert 503 in self.ready.seen, self.ready.seen
-        assert self.ready.seen[-1] == 200, self.ready.seen
-
-
-def lost(scene: Scene, user: str) -> bool:
-    return None in scene.received[user].by_user.get(user, [])
 
 
 async def test_cluster_primary_killed_without_replica_acks(
@@ -145,9 +90,7 @@ async def test_cluster_primary_killed_with_a_replica_ack_loses_nothing(
     scene.check_publishes()
     assert problems == []
     assert not any(lost(scene, user) for user in USERS), "no reset: nothing was lost"
-    held = await truth(hub, USERS)
-    for user, tokens in scene.publisher.acked.items():
-        assert set(tokens) <= set(held[user]), f"acknowledged publishes to {user} were lost"
+    await scene.check_nothing_acknowledged_lost()
 
 
 async def test_sentinel_primary_killed_the_hub_follows_the_new_primary(
@@ -164,6 +107,4 @@ async def test_sentinel_primary_killed_the_hub_follows_the_new_primary(
     scene.check_publishes()
     assert problems == []
     assert not any(lost(scene, user) for user in scene.users)
-    held = await truth(hub, scene.users)
-    for user, tokens in scene.publisher.acked.items():
-        assert set(tokens) <= set(held[user]), f"acknowledged publishes to {user} were lost"
+    await scene.check_nothing_acknowledged_lost()
