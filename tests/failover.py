@@ -10,7 +10,9 @@ is no longer there; after the reset it must receive the retained history again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import random
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -139,12 +141,24 @@ async def truth(hub: HubClient, users: Sequence[str]) -> dict[str, list[str]]:
     return held
 
 
+def _compare(got: list[str], held: list[str]) -> str:
+    """Where two token lists part, briefly (the lists run to hundreds)."""
+    lost = [t for t in held if t not in got]
+    extra = [t for t in got if t not in held]
+    doubled = sorted({t for t in got if got.count(t) > 1})
+    at = next((i for i, (a, b) in enumerate(zip(got, held, strict=False)) if a != b), None)
+    return (
+        f"received {len(got)}, history holds {len(held)} (first {held[:1]}); missing "
+        f"{lost[:5]}, not held {extra[:5]}, doubled {doubled[:5]}, first difference at {at}"
+    )
+
+
 def judge(received: Received, user: str, held: list[str]) -> list[str]:
     """Problems with what one stream received on one user's channel (empty: none)."""
     got = received.by_user.get(user, [])
     if None not in got:
         tokens = [t for t in got if t is not None and "/end-" not in t]
-        return [] if tokens == held else [f"{user}: received {tokens}, history holds {held}"]
+        return [] if tokens == held else [f"{user}: {_compare(tokens, held)}"]
     cut = len(got) - 1 - got[::-1].index(None)
     before = [t for t in got[:cut] if t is not None]
     after = [t for t in got[cut + 1 :] if t is not None and "/end-" not in t]
@@ -152,7 +166,7 @@ def judge(received: Received, user: str, held: list[str]) -> list[str]:
     if all(token in held for token in before):
         problems.append(f"{user}: history_lost, but everything it had received is held")
     if after != held:
-        problems.append(f"{user}: after the reset received {after}, history holds {held}")
+        problems.append(f"{user}: after the reset {_compare(after, held)}")
     return problems
 
 
@@ -215,3 +229,48 @@ class Scene:
 
 def lost(scene: Scene, user: str) -> bool:
     return None in scene.received[user].by_user.get(user, [])
+
+
+@dataclass
+class Roamer:
+    """A client that keeps leaving and coming back with its last id, as a tab on a train
+    does; what all its connections received is judged as one stream."""
+
+    hub: HubClient
+    user: str
+    received: Received | None = None
+    reconnects: int = 0
+
+    async def run(self, stop: asyncio.Event, seed: int) -> None:
+        rng = random.Random(seed)
+        self.received = received = Received(await self.hub.subscribe(self.user))
+        last_id = ""
+        while self.reconnects < 1000:
+            task = asyncio.create_task(received.run())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(rng.uniform(0.2, 1.5)):
+                    await stop.wait()
+            if stop.is_set():
+                self._task = task  # the last connection reads on until judged
+                return
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            last_id = received.stream.last_id or last_id
+            received.stream.close()
+            self.reconnects += 1
+            received.stream = await self._open(last_id)
+
+    async def _open(self, last_id: str) -> SSEStream:
+        for _ in range(100):  # a hub with no Redis answers 503: come back, as EventSource does
+            try:
+                return await self.hub.subscribe(self.user, last_event_id=last_id or None)
+            except AssertionError:
+                await asyncio.sleep(0.2)
+        raise AssertionError(f"{self.user} could not reconnect")
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    _task: asyncio.Task[None] | None = None
