@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from hub.config import Settings, load_settings, stray_variables
-from hub.redisurl import redis_options
 from hub.errors import ConfigError
+from hub.redisurl import redis_options
 
 LONG_KEY = "k" * 32
 
@@ -236,3 +236,37 @@ def test_stray_hub_variables_are_named_with_the_closest_setting() -> None:
         "HUB_SUBSCRIBER_KEY is not a setting and is ignored; did you mean HUB_SUBSCRIBER_JWT_KEY?",
         "hub_port is not a setting and is ignored; did you mean HUB_PORT?",
     ]
+
+
+def test_the_three_forms_of_the_redis_url() -> None:
+    from hub.redisurl import parse_topology
+
+    single = parse_topology("redis://h:6380/2")
+    assert (single.kind, single.nodes) == ("single", ({"host": "h", "port": 6380, "db": 2},))
+    cluster = parse_topology("rediss://u:p@a:7000,b:7001")
+    assert cluster.kind == "cluster"
+    assert [(n["host"], n["port"], n["password"], n["tls"]) for n in cluster.nodes] == [
+        ("a", 7000, "p", True),
+        ("b", 7001, "p", True),
+    ]
+    sentinel = parse_topology("rediss+sentinel://u:p@s1,s2:26380/main/3")
+    assert sentinel.kind == "sentinel"
+    assert sentinel.master == "main"
+    assert [(n["host"], n["port"]) for n in sentinel.nodes] == [("s1", 26379), ("s2", 26380)]
+    assert sentinel.data == {"tls": True, "db": 3, "username": "u", "password": "p"}
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("redis://a:1,b:2/3", "only database 0"),
+        ("redis://a:1,,b:2", "empty host"),
+        ("unix://a,b", "redis:// or rediss://"),
+        ("redis+sentinel://s1:26379", "master-name"),
+        ("redis+sentinel://s1/m/1/x", "master-name"),
+    ],
+)
+def test_a_bad_topology_url_is_a_bad_setting(url: str, reason: str) -> None:
+    with pytest.raises(ConfigError, match=reason) as caught:
+        Settings(redis_url=url)
+    assert "HUB_REDIS_URL" in str(caught.value)
