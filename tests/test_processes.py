@@ -10,6 +10,7 @@ import socket
 from typing import Any
 
 import aiohttp
+import pytest
 
 from hub.auth import mint
 from tests.conftest import PUBLISHER_KEY, SUBSCRIBER_KEY, StartHub
@@ -18,9 +19,9 @@ from tests.redis_server import RedisServer
 from tests.sse_client import SSEStream
 
 
-def _env(redis: RedisServer, prefix: str, **extra: str) -> dict[str, str]:
+def _env(redis: RedisServer | str, prefix: str, **extra: str) -> dict[str, str]:
     return {
-        "HUB_REDIS_URL": redis.url,
+        "HUB_REDIS_URL": redis if isinstance(redis, str) else redis.url,
         "HUB_KEY_PREFIX": prefix,
         "HUB_SUBSCRIBER_JWT_KEY": SUBSCRIBER_KEY,
         "HUB_PUBLISHER_JWT_KEY": PUBLISHER_KEY,
@@ -119,10 +120,20 @@ async def test_slow_consumer_under_10000_events(
         fast.close()
 
 
+@pytest.fixture(params=["redis", "cluster", "sentinel"])
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """One Redis, a Cluster's seeds, or Sentinel (the session's shared set-ups)."""
+    if request.param == "cluster":
+        return str(request.getfixturevalue("shared_cluster").seed_url)
+    if request.param == "sentinel":
+        return str(request.getfixturevalue("shared_sentinel").url)
+    return str(request.getfixturevalue("redis_server").url)
+
+
 async def test_a_stream_moves_to_another_replica_when_one_is_stopped(
-    start_hub: StartHub, redis_server: RedisServer
+    start_hub: StartHub, redis_url: str
 ) -> None:
-    env = _env(redis_server, "replicas:")
+    env = _env(redis_url, "replicas:")
     first, second = start_hub(env), start_hub(env)
     total = 300
     async with aiohttp.ClientSession() as session:
