@@ -25,7 +25,7 @@ from hub.broker.keys import Keys
 from hub.broker.routes import Live, NodeRoute, Route
 from hub.broker.writes import Limits, assemble, by_channel, read_reply, script_call
 from hub.config import Settings
-from hub.errors import BrokerUnavailable, HubError, IdempotencyConflict
+from hub.errors import BrokerUnavailable, ConfigError, HubError, IdempotencyConflict
 from hub.message import Message
 from hub.redisurl import Topology, parse_topology
 
@@ -59,7 +59,7 @@ async def make_route(topology: Topology) -> Route:
     if topology.kind == "single" and not await _in_cluster(topology.nodes[0]):
         return NodeRoute(fixed(topology.nodes[0]))
     if topology.nodes[0].get("db"):
-        raise HubError("a Redis Cluster has only database 0: drop the /db from HUB_REDIS_URL")
+        raise ConfigError("HUB_REDIS_URL: a Redis Cluster has only database 0; drop the /db")
     from hub.broker.cluster import ClusterRoute
 
     return ClusterRoute(Topology("cluster", topology.nodes))
@@ -67,7 +67,8 @@ async def make_route(topology: Topology) -> Route:
 
 async def _in_cluster(options: dict[str, Any]) -> bool:
     """Asked once at start; a node unreachable then is taken for a single Redis."""
-    probe = Commands(options, timeout=2)
+    # No SELECT: a Cluster refuses any, and the database is checked once it is known.
+    probe = Commands({k: v for k, v in options.items() if k != "db"}, timeout=2)
     try:
         info: bytes = await probe.call("INFO", "cluster")
     except (*_UNREACHABLE, ResponseError) as exc:
@@ -154,9 +155,8 @@ class RedisBroker(Broker):
 
     async def history(self, channel: str, after: int | None, limit: int) -> HistoryPage:
         keys = [self.keys.stream(channel), self.keys.meta(channel)]
-        epoch, top, rows = await self._call(
-            self._history, keys, ["" if after is None else after, limit]
-        )
+        args: list[str | int] = ["", limit, ""] if after is None else [after, limit, after + 1]
+        epoch, top, anchor, rows = await self._call(self._history, keys, args)
         if not epoch:
             return HistoryPage(0, 0, [])
         entries = []
@@ -168,7 +168,8 @@ class RedisBroker(Broker):
                     offset, values[b"e"].decode(), values[b"d"].decode(), int(values.get(b"t", 0))
                 )
             )
-        return HistoryPage(int(epoch), int(top), entries)
+        # Stamp 0 (the first entry's `p`, or a stamp that happened to be 0) tells nothing.
+        return HistoryPage(int(epoch), int(top), entries, int(anchor or 0) or None)
 
     def _route(self) -> Route:
         assert self.route is not None, "start() first"

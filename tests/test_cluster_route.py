@@ -1,0 +1,106 @@
+"""The Cluster route on a real Redis Cluster: found from one node, following a stale slot
+map, and a message to several shards that one shard could not take, retried."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+
+import pytest
+
+from hub.broker.cluster import ClusterRoute
+from hub.broker.redis import RedisBroker
+from hub.config import Settings
+from hub.errors import ConfigError
+from hub.message import Message
+from hub.state import HUB
+from tests.conftest import MakeHub
+from tests.redis_cluster import RedisClusterNodes
+
+pytestmark = pytest.mark.timeout(90)
+
+
+class _Sink:
+    def deliver(self, *_: object) -> None:
+        pass
+
+    def resync(self) -> None:
+        pass
+
+
+def _broker(url: str) -> RedisBroker:
+    return RedisBroker(dataclasses.replace(Settings(), redis_url=url, key_prefix="route:"))
+
+
+async def test_one_node_that_says_it_is_in_a_cluster_is_taken_as_a_seed(
+    shared_cluster: RedisClusterNodes,
+) -> None:
+    broker = _broker(f"redis://127.0.0.1:{shared_cluster.nodes[0].port}")
+    await broker.start(_Sink())
+    try:
+        assert isinstance(broker.route, ClusterRoute)
+        users = [f"seed{i}" for i in range(12)]  # on every shard
+        channels = tuple(f"user:{u}" for u in users)
+        [ids] = await broker.publish([Message(channels, "message", "x")])
+        assert ids == dict.fromkeys(channels, "1-0")
+        assert await broker.ready()
+    finally:
+        await broker.close()
+
+
+async def test_a_cluster_url_naming_a_database_is_refused(
+    shared_cluster: RedisClusterNodes,
+) -> None:
+    broker = _broker(f"redis://127.0.0.1:{shared_cluster.nodes[0].port}/2")
+    with pytest.raises(ConfigError, match="only database 0"):
+        await broker.start(_Sink())
+    await broker.close()
+
+
+async def test_a_stale_slot_map_follows_moved(shared_cluster: RedisClusterNodes) -> None:
+    broker = _broker(shared_cluster.seed_url)
+    await broker.start(_Sink())
+    try:
+        route = broker.route
+        assert isinstance(route, ClusterRoute)
+        key = broker.keys.stream("user:stale")
+        owner = route.owner(key)
+        wrong = next(a for a in route.primaries if a != owner)
+        route._slots = [wrong] * len(route._slots)  # every slot points at one node
+        [ids] = await broker.publish([Message(("user:stale",), "message", "x")])
+        assert ids == {"user:stale": "1-0"}
+        assert route.owner(key) == owner, "MOVED put the slot right"
+    finally:
+        await broker.close()
+
+
+async def test_a_retry_writes_only_the_shards_the_first_attempt_missed(
+    redis_cluster: RedisClusterNodes, make_hub: MakeHub
+) -> None:
+    hub = await make_hub(redis_url=redis_cluster.seed_url)
+    broker = hub.client.app[HUB].broker
+    assert isinstance(broker, RedisBroker)
+    users = [f"p{i}" for i in range(9)]
+    stopped = redis_cluster.primary_for("{user:p0}")
+    behind = [u for u in users if redis_cluster.primary_for(f"{{user:{u}}}") is stopped]
+    body = {"users": users, "data": "once"}
+    key = {"Idempotency-Key": "order-9"}
+    assert stopped.process is not None
+    os.kill(stopped.process.pid, signal.SIGSTOP)
+    try:
+        status, answer = await hub.post(body, headers=key)  # waits out the link timeout
+    finally:
+        os.kill(stopped.process.pid, signal.SIGCONT)
+    assert status == 503, answer
+    status, answer = await hub.post(body, headers=key)
+    assert status == 200, answer
+    assert answer["ids"] == {f"user:{u}": "1-0" for u in users}
+    for user in users:  # each channel holds the message once, whichever attempt wrote it
+        page = await broker.history(f"user:{user}", 0, 10)
+        assert [e.data for e in page.entries] == ["once"], user
+    assert behind, "some channels were on the stopped shard"
+    status, again = await hub.post(body, headers=key)
+    assert (status, again) == (200, answer)
+    await asyncio.sleep(0)
