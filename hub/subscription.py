@@ -9,6 +9,10 @@ live entry: an entry at or below the channel's position is a duplicate and
 dropped, the next offset is sent, and anything else (a gap, a new epoch)
 triggers another backfill, which tells gaps with `hub.reset`. Offsets are
 compared as integers, never as strings.
+
+Every position keeps the stamp of the entry at its offset: a backfill that finds
+another stamp there (or the channel's top below the position) knows a failover
+lost entries the client had, and that their offsets may have been reused.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ RESET_EVENT = "hub.reset"
 TOKEN_EXPIRED = "token_expired"
 TRIMMED = "history_trimmed"
 UNKNOWN = "unknown_cursor"
+HISTORY_LOST = "history_lost"
 EARLIEST = "earliest"
 SLOW_CONSUMER = "slow_consumer"
 # Bytes handed to the socket per write: a slow client never pins more than this in the transport.
@@ -179,7 +184,7 @@ class Subscription:
             for i, channel in enumerate(self.channels):
                 if self._positions[i] is None:
                     page = await broker.history(channel, None, 0)
-                    self._set(i, Position(page.epoch, page.top))
+                    self._set(i, Position(page.epoch, page.top, page.anchor or 0))
         except BrokerUnavailable:
             self._unknown.update(i for i, p in enumerate(self._positions) if p is None)
 
@@ -245,7 +250,7 @@ class Subscription:
 
     def _accept(self, i: int, epoch: int, entry: Entry) -> None:
         # The hot path of every live delivery: `_set`, `cursor` and `_write_now` inlined.
-        position = Position(epoch, entry.offset)
+        position = Position(epoch, entry.offset, entry.stamp)
         self._positions[i] = position
         parts = self._parts
         parts[i] = cursor.encode_part(self._tags[i], position)
@@ -397,7 +402,9 @@ class Subscription:
         starts: list[Position] = []
         pages: list[HistoryPage | None] = []
         for i, channel in enumerate(self.channels):
-            start, page, reason = await self._read(i, channel, broker, page_size)
+            start, page, reason = await plan(
+                broker, channel, self._positions[i], page_size, earliest=i in self._earliest
+            )
             starts.append(start)
             pages.append(page)
             if reason is not None and i not in self._unknown:
@@ -414,47 +421,23 @@ class Subscription:
             if page is not None:
                 await self._send_pages(i, page, broker, write, page_size)
 
-    async def _read(
-        self, i: int, channel: str, broker: Broker, page_size: int
-    ) -> tuple[Position, HistoryPage | None, str | None]:
-        """Where channel `i` continues from, its first page, and the reset it owes, if any."""
-        position = self._positions[i]
-        if position is None:
-            page = await broker.history(channel, None, 0)
-            return Position(page.epoch, page.top), None, None
-        page = await broker.history(channel, position.offset, page_size)
-        reason = None
-        if page.epoch == 0:  # the channel is gone: wiped or expired
-            return NOWHERE, None, None if position == NOWHERE else TRIMMED
-        if position.epoch != page.epoch:
-            if position != NOWHERE:
-                reason = TRIMMED  # wiped and recreated: all of the new epoch is unseen
-                page = await broker.history(channel, 0, page_size)
-            position = Position(page.epoch, 0)
-        if position.offset > page.top:
-            # The channel went back (restored from an older snapshot): position unknown.
-            return Position(page.epoch, page.top), None, UNKNOWN
-        first = page.entries[0].offset if page.entries else page.top + 1
-        if first > position.offset + 1:
-            if i not in self._earliest:
-                reason = TRIMMED
-            position = Position(page.epoch, first - 1)
-        return position, page, reason
-
     async def _send_pages(
         self, i: int, page: HistoryPage, broker: Broker, write: Writer, page_size: int
     ) -> None:
         while True:
             position = self._positions[i]
             assert position is not None
-            if page.epoch != position.epoch or (
-                page.entries and page.entries[0].offset != position.offset + 1
+            if (
+                page.epoch != position.epoch
+                or lost(position, page)
+                or (page.entries and page.entries[0].offset != position.offset + 1)
             ):
-                self.needs_sync = True  # trimmed or wiped while paging: the next round tells it
+                # Trimmed, wiped or lost in a failover while paging: the next round tells it.
+                self.needs_sync = True
                 return
             frames = []
             for entry in page.entries:
-                self._set(i, Position(page.epoch, entry.offset))
+                self._set(i, Position(page.epoch, entry.offset, entry.stamp))
                 frames.append(sse.frame(self.cursor(), entry.body))
             if frames:
                 self.sent += len(frames)
@@ -464,3 +447,51 @@ class Subscription:
             if len(page.entries) < page_size:
                 return
             page = await broker.history(self.channels[i], page.entries[-1].offset, page_size)
+
+
+def lost(position: Position, page: HistoryPage) -> bool:
+    """Whether the channel (in the position's epoch) no longer holds the entry the
+    position names: its top is below it, or the entry there has another stamp."""
+    if position.offset > page.top:
+        return True
+    return bool(position.stamp) and page.anchor is not None and page.anchor != position.stamp
+
+
+async def plan(
+    broker: Broker,
+    channel: str,
+    position: Position | None,
+    page_size: int,
+    *,
+    earliest: bool = False,
+) -> tuple[Position, HistoryPage | None, str | None]:
+    """Where a channel continues after `position` (None: from now), its first page, and
+    the reset it owes. `earliest`: the client asked for all retained history, so none
+    of it being gone is a gap.
+    """
+    if position is None:
+        page = await broker.history(channel, None, 0)
+        return Position(page.epoch, page.top, page.anchor or 0), None, None
+    page = await broker.history(channel, position.offset, page_size)
+    reason = None
+    if page.epoch == 0:  # the channel is gone: wiped or expired
+        return NOWHERE, None, None if position == NOWHERE else TRIMMED
+    if position.epoch != page.epoch:
+        if position != NOWHERE:
+            reason = TRIMMED  # wiped and recreated: all of the new epoch is unseen
+            page = await broker.history(channel, 0, page_size)
+        position = Position(page.epoch, 0)
+    elif lost(position, page):
+        # A failover lost what the client had (or the channel went back to an older
+        # snapshot): newer entries may reuse those offsets, so all retained is sent again.
+        reason = HISTORY_LOST
+        page = await broker.history(channel, 0, page_size)
+        position = Position(page.epoch, 0)
+    elif not position.stamp and page.anchor is not None:
+        position = position._replace(stamp=page.anchor)  # a cursor without one is checked next
+    first = page.entries[0].offset if page.entries else page.top + 1
+    if first > position.offset + 1:
+        if reason is None and not earliest:
+            reason = TRIMMED
+        position = Position(page.epoch, first - 1)
+    return position, page, reason

@@ -300,8 +300,9 @@ async def test_no_one_reads_a_channel_that_is_not_theirs(hub: HubClient) -> None
     bob.close()
 
 
-async def test_cursor_ahead_of_the_channel_is_an_unknown_position(hub: HubClient) -> None:
-    """A channel restored from an older snapshot is behind the client: told, not trusted."""
+async def test_cursor_ahead_of_the_channel_is_history_lost(hub: HubClient) -> None:
+    """A channel behind the client (a failover lost entries, or an older snapshot came
+    back): told, and every retained entry is sent again, since new ones reuse offsets."""
     stream = await hub.subscribe("uma")
     await hub.send("u1", users=["uma"])
     seen = await stream.next()
@@ -310,7 +311,11 @@ async def test_cursor_ahead_of_the_channel_is_an_unknown_position(hub: HubClient
     ahead = encode([encode_part(tag, Position(position.epoch, position.offset + 50))])
     resumed = await hub.subscribe("uma", last_event_id=ahead)
     reset = await resumed.next()
-    assert (reset.event, json.loads(reset.data)["reason"]) == ("hub.reset", "unknown_cursor")
+    assert (reset.event, json.loads(reset.data)) == (
+        "hub.reset",
+        {"reason": "history_lost", "channels": ["user:uma"]},
+    )
+    assert (await resumed.next()).data == "u1"
     await hub.send("u2", users=["uma"])
     assert (await resumed.next()).data == "u2"
     resumed.close()
@@ -323,6 +328,13 @@ async def test_cursor_with_the_largest_values_is_read_safely(hub: HubClient) -> 
     await hub.send("fine", users=["vic"])
     assert (await stream.next()).data == "fine"
     stream.close()
+    # The channel's own epoch, with the largest offset and stamp: read past its top.
+    epoch = decode(stream.last_id)[channel_tag("user:vic")].epoch
+    far = encode([encode_part(channel_tag("user:vic"), Position(epoch, 36**12 - 1, 36**6 - 1))])
+    resumed = await hub.subscribe("vic", last_event_id=far)
+    assert json.loads((await resumed.next()).data)["reason"] == "history_lost"
+    assert (await resumed.next()).data == "fine"
+    resumed.close()
 
 
 async def test_a_resync_asked_for_while_the_position_is_read_keeps_the_backfill_due() -> None:

@@ -40,11 +40,15 @@ class HistoryPage:
     """Entries after a position, read atomically with the channel's epoch and last offset.
 
     `epoch` is 0 when the channel does not exist (never published, or expired).
+    `anchor` is the stamp of the entry at the position read after (at the top when
+    read "from now"): a position with another stamp names an entry that a failover
+    lost. None when it cannot be told (trimmed, never stamped, or the embedded broker).
     """
 
     epoch: int
     top: int
     entries: list[Entry]
+    anchor: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +95,9 @@ class Broker(ABC):
 
     @abstractmethod
     async def history(self, channel: str, after: int | None, limit: int) -> HistoryPage:
-        """Entries with offset > `after`, at most `limit`.
+        """Entries with offset > `after`, at most `limit`, and the anchor at `after`.
 
-        With `after` None: only the epoch and top (the position "now").
+        With `after` None: only the epoch, top and the top's anchor (the position "now").
         """
 
     @abstractmethod
