@@ -4,7 +4,7 @@ Redis replicates asynchronously: a promoted replica may lack entries the old
 primary acknowledged and clients received, and new publishes then reuse their
 offsets. First the plan on its own (a stand-in primary that follows history.lua's
 rules), then real losses made with real redis-server processes: a primary, and a
-replica cut off from it while it takes more, then promoted.
+replica stopped and cut off from it while it takes more, then promoted.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
+import signal
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,103 +268,25 @@ def broker_kind() -> str:
     return "redis"
 
 
-class Switch:
-    """A TCP forwarder whose target can be changed, that can hold what it forwards (a
-    partition) and drop every connection (as a node that dies does)."""
-
-    def __init__(self, target: int) -> None:
-        self.target = target
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._flowing = asyncio.Event()
-        self._flowing.set()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def hold(self) -> None:
-        """Forward nothing more (connections stay open) until `cut`."""
-        self._flowing.clear()
-
-    def cut(self) -> None:
-        """Drop every connection and what was held; new ones flow."""
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
-        self._flowing.set()
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        self.cut()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._writers.update((writer, up_writer))
-        self._spawn(self._pump(reader, up_writer))
-        self._spawn(self._pump(up_reader, writer))
-
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError):
-            while data := await reader.read(65536):
-                await self._flowing.wait()
-                if writer.transport.is_closing():
-                    return
-                writer.write(data)
-                await writer.drain()
-        writer.transport.abort()
-
-
 class Pair:
-    """A primary and its replica, which replicates through a forwarder so that the link
-    between them can be held (a network partition): what the primary takes meanwhile
-    never reaches the replica. (A SIGSTOPped replica would not do: what the primary sent
-    before it died waits in the replica's socket buffer and is applied on SIGCONT.)"""
+    """A primary and its replica. `partition` stops the replica (SIGSTOP) and has the
+    primary drop its link: what the primary takes from then on never reaches the replica.
+    (SIGSTOP alone would not do: what the primary wrote to the link before it died waits
+    in the replica's socket buffer and is applied on SIGCONT.)"""
 
     def __init__(self, directory: Path) -> None:
-        self.directory = directory
         self.primary = RedisServer(directory / "primary")
-        self.link = Switch(0)
-        self.replica: RedisServer | None = None
-
-    async def start(self) -> None:
         self.primary.start()
-        self.link.target = self.primary.port
-        await self.link.start()
         self.replica = RedisServer(
-            self.directory / "replica", extra=("--replicaof", "127.0.0.1", str(self.link.port))
+            directory / "replica", extra=("--replicaof", "127.0.0.1", str(self.primary.port))
         )
         self.replica.start()
-        await self.synced()
+        self.paused = False
 
-    @property
-    def new_port(self) -> int:
-        assert self.replica is not None
-        return self.replica.port
-
-    @property
-    def new_url(self) -> str:
-        assert self.replica is not None
-        return self.replica.url
+    def _signal(self, sig: signal.Signals) -> None:
+        assert self.replica.process is not None
+        os.kill(self.replica.process.pid, sig)
+        self.paused = sig == signal.SIGSTOP
 
     async def synced(self) -> None:
         """Until the replica holds everything the primary acknowledged."""
@@ -370,20 +294,23 @@ class Pair:
             while await redis.wait(1, 1000) < 1:
                 await asyncio.sleep(0.05)
 
-    def partition(self) -> None:
-        self.link.hold()
+    async def partition(self) -> None:
+        self._signal(signal.SIGSTOP)
+        async with Redis.from_url(self.primary.url) as redis:
+            assert await redis.client_kill_filter(_type="replica") == 1
 
     async def promote(self) -> None:
         """The primary dies; the replica, behind or not, becomes the primary."""
         self.primary.crash()
-        self.link.cut()  # with whatever it held
-        async with Redis.from_url(self.new_url) as redis:
+        if self.paused:
+            self._signal(signal.SIGCONT)
+        async with Redis.from_url(self.replica.url) as redis:
             await redis.replicaof("NO", "ONE")
 
-    async def stop(self) -> None:
-        await self.link.close()
-        if self.replica is not None:
-            self.replica.stop()
+    def stop(self) -> None:
+        if self.paused:
+            self._signal(signal.SIGCONT)
+        self.replica.stop()
         self.primary.stop()
 
 
@@ -391,10 +318,10 @@ class Pair:
 async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
     pair = Pair(tmp_path)
     try:
-        await pair.start()
+        await pair.synced()
         yield pair
     finally:
-        await pair.stop()
+        pair.stop()
 
 
 async def _send(hub: HubClient, data: str, **targets: list[str]) -> None:
@@ -427,13 +354,13 @@ async def _lose_two(make_hub: MakeHub, pair: Pair, user: str) -> tuple[HubClient
     for n in range(1, 4):
         await old.send(f"e{n}", users=[user])
     await pair.synced()
-    pair.partition()
+    await pair.partition()
     for n in range(4, 6):
         await old.send(f"e{n}", users=[user])
     assert _datas(await _next(stream, 5)) == ["e1", "e2", "e3", "e4", "e5"]
     stream.close()
     await pair.promote()
-    new = await make_hub(redis_url=pair.new_url, key_prefix=old.settings.key_prefix)
+    new = await make_hub(redis_url=pair.replica.url, key_prefix=old.settings.key_prefix)
     return new, stream.last_id
 
 
@@ -474,7 +401,7 @@ async def test_a_failover_that_lost_nothing_resumes_without_a_reset(
     stream.close()
     await pair.synced()
     await pair.promote()
-    hub = await make_hub(redis_url=pair.new_url, key_prefix=old.settings.key_prefix)
+    hub = await make_hub(redis_url=pair.replica.url, key_prefix=old.settings.key_prefix)
     at_top = await hub.subscribe("ned", last_event_id=stream.last_id)
     await _send(hub, "n4", users=["ned"])
     await _send(hub, "n5", users=["ned"])
@@ -494,12 +421,12 @@ async def test_only_the_channel_that_lost_entries_is_told(make_hub: MakeHub, pai
     await old.send("t1", topics=["news"])
     await old.send("u1", users=["ola"])
     await pair.synced()
-    pair.partition()
+    await pair.partition()
     await old.send("u2", users=["ola"])  # acknowledged, received, then lost
     assert _datas(await _next(stream, 3)) == ["t1", "u1", "u2"]
     stream.close()
     await pair.promote()
-    hub = await make_hub(redis_url=pair.new_url, key_prefix=old.settings.key_prefix)
+    hub = await make_hub(redis_url=pair.replica.url, key_prefix=old.settings.key_prefix)
     await _send(hub, "n2", users=["ola"])
     await _send(hub, "t2", topics=["news"])
     resumed = await hub.subscribe("ola", topics=["news"], last_event_id=stream.last_id)
@@ -514,6 +441,61 @@ async def test_only_the_channel_that_lost_entries_is_told(make_hub: MakeHub, pai
 # -- a stream that stays open while its hub's Redis is replaced -------------------------------
 
 
+class Switch:
+    """A TCP forwarder whose target can be changed; `cut` drops every connection, as a
+    node that dies does."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def cut(self) -> None:
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        self.cut()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, up_writer))
+        self._spawn(self._pump(reader, up_writer))
+        self._spawn(self._pump(up_reader, writer))
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.transport.abort()
+
+
 async def test_an_open_stream_is_told_when_its_hub_fails_over(
     make_hub: MakeHub, pair: Pair
 ) -> None:
@@ -525,12 +507,12 @@ async def test_an_open_stream_is_told_when_its_hub_fails_over(
         for n in range(1, 4):
             await hub.send(f"e{n}", users=["pia"])
         await pair.synced()
-        pair.partition()
+        await pair.partition()
         for n in range(4, 6):
             await hub.send(f"e{n}", users=["pia"])
         assert _datas(await _next(stream, 5)) == ["e1", "e2", "e3", "e4", "e5"]
         await pair.promote()
-        switch.target = pair.new_port
+        switch.target = pair.replica.port
         switch.cut()
         for n in range(4, 7):
             await _send(hub, f"n{n}", users=["pia"])
