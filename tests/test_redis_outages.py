@@ -157,8 +157,9 @@ async def test_a_publish_lost_with_its_pubsub_connection_is_still_delivered(
     stream = await hub.subscribe("kit")
     keys = Keys(hub.settings.key_prefix)
     script = files("hub.broker").joinpath("lua", "publish.lua").read_text()
-    args: list[str | int] = [1000, 3600, 7200, 60, "", 1, 1, "message", "only by resync"]
-    args.append(keys.live("user:kit"))
+    # One channel: its live channel, one entry (see the script's ARGV).
+    args: list[str | int] = [1000, 3600, 7200, 60, "", "PUBLISH", 1, keys.live("user:kit"), 1]
+    args += ["message", "only by resync"]
     async with Redis.from_url(redis_server.url) as redis, redis.pipeline(transaction=True) as tx:
         tx.execute_command("CLIENT KILL TYPE pubsub")
         tx.eval(script, 2, keys.stream("user:kit"), keys.meta("user:kit"), *args)
