@@ -243,7 +243,8 @@ class Roamer:
 
     async def run(self, stop: asyncio.Event, seed: int) -> None:
         rng = random.Random(seed)
-        self.received = received = Received(await self.hub.subscribe(self.user))
+        received = self.received or Received(await self.hub.subscribe(self.user))
+        self.received = received
         last_id = ""
         while self.reconnects < 1000:
             task = asyncio.create_task(received.run())
@@ -260,6 +261,10 @@ class Roamer:
             received.stream.close()
             self.reconnects += 1
             received.stream = await self._open(last_id)
+
+    async def open(self) -> None:
+        """The first connection, before anything is published."""
+        self.received = Received(await self.hub.subscribe(self.user))
 
     async def _open(self, last_id: str) -> SSEStream:
         for _ in range(100):  # a hub with no Redis answers 503: come back, as EventSource does
