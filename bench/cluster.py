@@ -91,7 +91,7 @@ class Counter:
     def deliver(self, channel: str, epoch: int, entry: Entry) -> None:
         self.delivered += 1
 
-    def resync(self) -> None:
+    def resync(self, channels: object = None) -> None:
         self.resyncs += 1
 
 

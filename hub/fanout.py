@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from hub.broker import Broker, Entry
@@ -96,8 +97,13 @@ class FanOut:
             await asyncio.sleep(period)
             self.tick(loop.time(), heartbeat)
 
-    def resync(self) -> None:
-        for sub in self.streams:
+    def resync(self, channels: Collection[str] | None = None) -> None:
+        if channels is None:
+            subs: Iterable[Subscription] = self.streams
+        else:
+            by_channel = self._by_channel
+            subs = {sub for channel in channels for sub in by_channel.get(channel, ())}
+        for sub in subs:
             sub.request_resync()
 
     def close_all(self, reason: str) -> None:

@@ -31,7 +31,7 @@ class RecordingSink:
         self.delivered.append((channel, epoch, entry))
         self.arrived.set()
 
-    def resync(self) -> None:
+    def resync(self, channels: object = None) -> None:
         self.resyncs += 1
 
     async def wait_for(self, count: int) -> None:

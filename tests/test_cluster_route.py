@@ -7,6 +7,8 @@ import asyncio
 import dataclasses
 import os
 import signal
+import uuid
+from collections.abc import Collection
 
 import pytest
 
@@ -17,17 +19,22 @@ from hub.errors import ConfigError
 from hub.message import Message
 from hub.state import HUB
 from tests.conftest import MakeHub
-from tests.redis_cluster import RedisClusterNodes
+from tests.redis_cluster import RedisClusterNodes, admin, call
 
 pytestmark = pytest.mark.timeout(90)
 
 
 class _Sink:
+    """Keeps what each resync named (None: every channel)."""
+
+    def __init__(self) -> None:
+        self.resyncs: list[set[str] | None] = []
+
     def deliver(self, *_: object) -> None:
         pass
 
-    def resync(self) -> None:
-        pass
+    def resync(self, channels: Collection[str] | None = None) -> None:
+        self.resyncs.append(None if channels is None else set(channels))
 
 
 def _broker(url: str) -> RedisBroker:
@@ -72,6 +79,36 @@ async def test_a_stale_slot_map_follows_moved(shared_cluster: RedisClusterNodes)
         [ids] = await broker.publish([Message(("user:stale",), "message", "x")])
         assert ids == {"user:stale": "1-0"}
         assert route.owner(key) == owner, "MOVED put the slot right"
+    finally:
+        await broker.close()
+
+
+async def test_a_lost_live_link_resyncs_only_the_streams_on_its_node(
+    shared_cluster: RedisClusterNodes,
+) -> None:
+    """Only the channels whose node dropped its pub/sub link may have missed anything: the
+    streams on other nodes keep theirs, and do not re-read history."""
+    broker = _broker(shared_cluster.seed_url)
+    sink = _Sink()
+    await broker.start(sink)
+    try:
+        tag = uuid.uuid4().hex[:6]
+        channels = [f"user:{tag}{i}" for i in range(12)]  # on every shard
+        for channel in channels:
+            await broker.subscribe(channel)
+        by_node: dict[int, set[str]] = {}
+        for channel in channels:
+            node = shared_cluster.primary_for(broker.keys.live(channel))
+            by_node.setdefault(node.port, set()).add(channel)
+        assert len(by_node) > 1
+        port, cut = next(iter(by_node.items()))
+        before = len(sink.resyncs)
+        with admin(port) as client:
+            assert call(client, "CLIENT", "KILL", "TYPE", "pubsub") >= 1
+        async with asyncio.timeout(20):
+            while len(sink.resyncs) == before:
+                await asyncio.sleep(0.02)
+        assert sink.resyncs[before:] == [cut], f"only {port}'s channels resync"
     finally:
         await broker.close()
 

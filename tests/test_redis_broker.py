@@ -13,6 +13,9 @@ import hiredis
 import pytest
 from redis.asyncio import Redis
 
+from hub.broker import live as live_module
+from hub.broker.commands import parse_url
+from hub.broker.keys import Keys
 from hub.broker.live import LiveConnection
 from hub.broker.redis import RedisBroker
 from hub.config import Settings
@@ -304,3 +307,38 @@ async def test_a_host_name_that_cannot_be_encoded_is_broker_unavailable() -> Non
         with pytest.raises(BrokerUnavailable):
             await broker.history("user:nowhere", None, 0)
         assert not await broker.ready()
+
+
+async def test_retry_now_ends_the_wait_before_the_next_connection_attempt(
+    own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Sentinel naming a new primary must not wait out the backoff: with a backoff of an
+    hour, the link still connects as soon as it is told to retry."""
+    monkeypatch.setattr(live_module, "_MIN_BACKOFF", 3600.0)
+    monkeypatch.setattr(live_module, "_MAX_BACKOFF", 3600.0)
+    calls = 0
+
+    async def resolve() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("the old primary is gone")
+        return parse_url(own_redis.url)
+
+    sink = RecordingSink()
+    live = LiveConnection(resolve, Keys("retry:"), sink)
+    live.start()
+    try:
+        async with asyncio.timeout(10):
+            while calls < 1:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        assert calls == 1, "waiting out the backoff"
+        assert not live.alive
+        live.retry_now()
+        async with asyncio.timeout(10):
+            while not live.alive:
+                await asyncio.sleep(0.01)
+        assert sink.resyncs >= 1
+    finally:
+        await live.close()

@@ -378,3 +378,17 @@ async def test_the_wait_for_a_subscription_is_bounded_by_the_tick() -> None:
     pending.set_result(None)  # too late: the answer stays
     await asyncio.sleep(0)
     assert never.result() is False
+
+
+async def test_a_resync_of_some_channels_reaches_only_the_streams_that_follow_them() -> None:
+    fanout = FanOut(MemoryBroker(Settings()))
+    ann = Subscription(("user:ann", "topic:news"), 100)
+    bob = Subscription(("user:bob",), 100)
+    cat = Subscription(("user:cat",), 100)
+    for sub in (ann, bob, cat):
+        fanout.add(sub)
+    before = {sub: sub.resyncs for sub in (ann, bob, cat)}
+    fanout.resync(["topic:news", "user:bob"])
+    assert [sub.resyncs - before[sub] for sub in (ann, bob, cat)] == [1, 1, 0]
+    fanout.resync()  # None: every stream
+    assert [sub.resyncs - before[sub] for sub in (ann, bob, cat)] == [2, 2, 1]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -68,8 +68,9 @@ class LiveSink(Protocol):
 
     def deliver(self, channel: str, epoch: int, entry: Entry) -> None: ...
 
-    def resync(self) -> None:
-        """Live delivery may have missed entries: every subscriber re-reads history."""
+    def resync(self, channels: Collection[str] | None = None) -> None:
+        """Live delivery may have missed entries on `channels` (None: on every channel):
+        each stream that follows one of them re-reads history."""
 
 
 class Broker(ABC):

@@ -24,6 +24,7 @@ from hub.broker.keys import Keys
 
 log = logging.getLogger(__name__)
 
+_MIN_BACKOFF = 0.05
 _MAX_BACKOFF = 2.0
 _CONNECT_TIMEOUT = 5.0
 
@@ -74,6 +75,7 @@ class LiveConnection:
         self._connected_once = False
         self._last_pong = 0.0
         self._kick = asyncio.Event()
+        self._retry = asyncio.Event()  # ends the wait before the next connection attempt
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -145,6 +147,11 @@ class LiveConnection:
         if self._link is not None:
             self._link.close()
 
+    def retry_now(self) -> None:
+        """Connect again at once, not after the backoff: the node to use has changed (a
+        Sentinel named a new primary), so the next attempt is likely to succeed."""
+        self._retry.set()
+
     def unsubscribe(self, channel: str) -> None:
         count = self._refs.get(channel, 0) - 1
         if count > 0:
@@ -162,8 +169,9 @@ class LiveConnection:
         for 2 s: a Redis that keeps accepting and dropping connections is not hammered.
         """
         loop = asyncio.get_running_loop()
-        backoff = 0.05
+        backoff = _MIN_BACKOFF
         while not self._closing:
+            self._retry.clear()
             try:
                 options = await self._resolve()
                 link = await connect(options, _CONNECT_TIMEOUT, primary=self._primary)
@@ -184,8 +192,10 @@ class LiveConnection:
                 # otherwise make every stream resync many times a second.
                 live_since = self._live_since
                 if live_since is not None and loop.time() - live_since >= _MAX_BACKOFF:
-                    backoff = 0.05
-            await asyncio.sleep(backoff)
+                    backoff = _MIN_BACKOFF
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(backoff):
+                    await self._retry.wait()
             backoff = min(backoff * 2, _MAX_BACKOFF)
 
     def _attach(self, link: Link) -> None:
@@ -265,7 +275,8 @@ class LiveConnection:
         if token == self._live_token:
             self._alive = True
             self._live_since = self._last_pong
-            self._sink.resync()
+            # One link of several (a Cluster) serves only its own channels.
+            self._sink.resync(tuple(self._refs) if self._sharded else None)
 
     async def _flush_loop(self) -> None:
         """The only writer: sends what changed since the last flush, then a PING."""

@@ -75,7 +75,7 @@ class SentinelRoute(NodeRoute):
         self._watch = asyncio.create_task(self._follow(), name="hub-sentinel-watch")
 
     async def _follow(self) -> None:
-        """Drops connections to a node that is no longer the primary."""
+        """Moves the connections to the primary the sentinels name, once they name another."""
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
             try:
@@ -87,6 +87,7 @@ class SentinelRoute(NodeRoute):
                 self.commands.drop()
             if self.link is not None and self.link.address not in (None, primary):
                 self.link.drop_link()
+                self.link.retry_now()  # a link down may be waiting up to 2 s to retry
 
     async def close(self) -> None:
         if self._watch is not None:

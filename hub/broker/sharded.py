@@ -113,6 +113,7 @@ class ShardedLive:
 
     async def _rehome(self) -> None:
         moved: list[asyncio.Future[None]] = []
+        channels: list[str] = []
         for channel, address in list(self._home.items()):
             owner = self._route.owner(self._keys.live(channel))
             if owner is None or owner == address:
@@ -121,6 +122,7 @@ class ShardedLive:
             target = self._link(owner)
             target.move_in(channel, count, waiters)
             self._home[channel] = owner
+            channels.append(channel)
             moved.append(target.subscribe(channel))
             target.unsubscribe(channel)  # the probe's reference; the future stays
         for address in [a for a in self._links if a not in set(self._home.values())]:
@@ -134,4 +136,4 @@ class ShardedLive:
         finally:
             self._moving = False
         # Entries published while a channel moved reached no link: history has them.
-        self._sink.resync()
+        self._sink.resync(channels)
