@@ -100,7 +100,9 @@ class PortTaken(RuntimeError):
     """A port picked as free was taken before the server bound it: pick others."""
 
 
-def check_owner(process: subprocess.Popen[bytes] | None, port: int, log: Path) -> None:
+def check_owner(
+    process: subprocess.Popen[bytes] | None, port: int, log: Path, password: str | None = None
+) -> None:
     """Raises unless `process` is running and is what answers on `port`: a server that
     lost its port exits, and the PONG came from whoever holds it."""
     if process is None or process.poll() is not None:
@@ -108,7 +110,7 @@ def check_owner(process: subprocess.Popen[bytes] | None, port: int, log: Path) -
         if "Address already in use" in text:
             raise PortTaken(f"port {port} (or its bus port) was taken; see {log}")
         raise RuntimeError(f"the server for port {port} exited; see {log}")
-    with admin(port) as client:
+    with admin(port, password) as client:
         if client.info("server").get("process_id") != process.pid:
             raise PortTaken(f"port {port} answers for another process")
 
@@ -118,12 +120,13 @@ class Process(Protocol):
 
 
 @contextmanager
-def admin(port: int) -> Iterator[redis.Redis]:
+def admin(port: int, password: str | None = None) -> Iterator[redis.Redis]:
     """A short-lived sync client: admin calls must fail fast on a dead or stopped node,
     hence no retries (redis-py's default turns one 2 s timeout into 27 s). RESP3, so that
     SENTINEL's tables come as dicts."""
     client = redis.Redis(
         port=port,
+        password=password,
         decode_responses=True,
         protocol=3,
         socket_timeout=2,
@@ -142,7 +145,9 @@ def call(client: redis.Redis, *args: str | int) -> Any:
 
 
 class ClusterNode(RedisServer):
-    def __init__(self, directory: Path, port: int, bus_port: int) -> None:
+    def __init__(
+        self, directory: Path, port: int, bus_port: int, tls: Sequence[str | int | Path] = ()
+    ) -> None:
         super().__init__(directory)
         self.port = port
         # The bus port is picked apart from the data port (cluster-port, Redis 7): the
@@ -157,6 +162,7 @@ class ClusterNode(RedisServer):
             "--cluster-replica-validity-factor", "0",
             # Replicas sync at once, not after the 5 s wait for more replicas.
             "--repl-diskless-sync-delay", "0",
+            *map(str, tls),
         )  # fmt: skip
 
     def start(self) -> None:
@@ -188,18 +194,43 @@ class RedisClusterNodes:
     Every wait is bounded and raises TimeoutError naming what did not happen.
     """
 
-    def __init__(self, directory: Path, *, primaries: int = 3) -> None:
+    def __init__(
+        self, directory: Path, *, primaries: int = 3, certs: dict[str, Path] | None = None
+    ) -> None:
         self.directory = directory
         self.primary_count = primaries
-        ports = free_ports(4 * primaries)
+        self.certs = certs
+        ports = free_ports((6 if certs else 4) * primaries)
+        self.tls_ports = ports[4 * primaries :]
         self.nodes = [
-            ClusterNode(directory / f"node{i}", ports[2 * i], ports[2 * i + 1])
+            ClusterNode(directory / f"node{i}", ports[2 * i], ports[2 * i + 1], self._tls(i))
             for i in range(2 * primaries)
         ]
 
+    def _tls(self, index: int) -> tuple[str | int | Path, ...]:
+        """With certificates, a TLS port besides the plain one (which the fixture's own
+        administration uses), and TLS on the cluster bus and for replication. Redis names
+        each node's TLS port to clients connected over TLS, its plain port to the others."""
+        if self.certs is None:
+            return ()
+        port = self.tls_ports[index]
+        return (
+            "--tls-port", port,
+            "--tls-cluster", "yes",
+            "--tls-replication", "yes",
+            "--tls-cert-file", self.certs["cert"],
+            "--tls-key-file", self.certs["key"],
+            "--tls-ca-cert-file", self.certs["ca"],
+            "--tls-auth-clients", "no",
+        )  # fmt: skip
+
     @property
     def seed_url(self) -> str:
-        """The first three nodes as seeds: a client must find the cluster from any of them."""
+        """The first three nodes as seeds: a client must find the cluster from any of them.
+        With certificates, rediss:// to their TLS ports, trusting the test CA."""
+        if self.certs:
+            seeds = ",".join(f"127.0.0.1:{port}" for port in self.tls_ports[:3])
+            return f"rediss://{seeds}?ssl_ca_certs={self.certs['ca']}"
         seeds = ",".join(f"127.0.0.1:{node.port}" for node in self.nodes[:3])
         return f"redis://{seeds}"
 

@@ -24,8 +24,16 @@ class ConfiguredProcess:
     The file is written on the first start only: a restart reads what was rewritten.
     """
 
-    def __init__(self, directory: Path, port: int, conf_name: str, lines: list[str]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        port: int,
+        conf_name: str,
+        lines: list[str],
+        password: str | None = None,
+    ) -> None:
         self.directory = directory
+        self.password = password  # that clients must give (requirepass)
         self.conf = directory / conf_name
         self.port = port
         self.lines = [
@@ -33,6 +41,7 @@ class ConfiguredProcess:
             "bind 127.0.0.1",
             f"dir {directory}",
             f"logfile {directory / 'redis.log'}",
+            *([f"requirepass {password}"] if password else []),
             *lines,
         ]
         self.process: subprocess.Popen[bytes] | None = None
@@ -67,11 +76,11 @@ class ConfiguredProcess:
         def answers() -> bool:
             if self.process is None or self.process.poll() is not None:
                 check_owner(self.process, self.port, log)  # says why it exited
-            with admin(self.port) as client:
+            with admin(self.port, self.password) as client:
                 return bool(client.ping())
 
         wait_until(answers, 10, f"{self!r} answers PING; see {log}")
-        check_owner(self.process, self.port, log)
+        check_owner(self.process, self.port, log, self.password)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -88,8 +97,15 @@ class ConfiguredProcess:
 
 
 class DataNode(ConfiguredProcess):
-    def __init__(self, directory: Path, port: int, primary_port: int | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        port: int,
+        primary_port: int | None = None,
+        password: str | None = None,
+    ) -> None:
         lines = [
+            *([f"masterauth {password}"] if password else []),
             'save ""',
             "appendonly no",
             # Replicas sync at once, not after the 5 s wait for more replicas.
@@ -97,15 +113,15 @@ class DataNode(ConfiguredProcess):
         ]
         if primary_port is not None:
             lines.append(f"replicaof 127.0.0.1 {primary_port}")
-        super().__init__(directory, port, "redis.conf", lines)
+        super().__init__(directory, port, "redis.conf", lines, password)
 
     def role(self) -> str:
-        with admin(self.port) as client:
+        with admin(self.port, self.password) as client:
             return str(call(client, "ROLE")[0])
 
     def primary_port(self) -> int | None:
         """The port this node replicates from once its link is up, else None."""
-        with admin(self.port) as client:
+        with admin(self.port, self.password) as client:
             info = client.info("replication")
         if info.get("role") != "slave" or info.get("master_link_status") != "up":
             return None
@@ -113,13 +129,25 @@ class DataNode(ConfiguredProcess):
 
 
 class SentinelNode(ConfiguredProcess):
-    def __init__(self, directory: Path, port: int, primary_port: int, quorum: int) -> None:
+    """`data_password`: the data nodes'; `password`: this sentinel's own (it then also
+    gives it to the other sentinels)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        port: int,
+        primary_port: int,
+        quorum: int,
+        data_password: str | None = None,
+        password: str | None = None,
+    ) -> None:
         super().__init__(
             directory,
             port,
             "sentinel.conf",
             [
                 f"sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} {quorum}",
+                *([f"sentinel auth-pass {MASTER_NAME} {data_password}"] if data_password else []),
                 # Failover in seconds, not after the default 30 s. Not 1 s: a sentinel
                 # counts the new primary silent from the switch but reconnects at most once
                 # a second, so at 1 s it may find it down and, its peers' "down" answers
@@ -129,6 +157,7 @@ class SentinelNode(ConfiguredProcess):
                 f"sentinel failover-timeout {MASTER_NAME} 5000",
                 f"sentinel parallel-syncs {MASTER_NAME} 1",
             ],
+            password,
         )
 
     def command(self) -> list[str]:
@@ -138,13 +167,13 @@ class SentinelNode(ConfiguredProcess):
         return [*super().command(), "--sentinel"]
 
     def primary_address(self) -> tuple[str, int]:
-        with admin(self.port) as client:
+        with admin(self.port, self.password) as client:
             host, port = call(client, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)
         return str(host), int(port)
 
     def sees_all(self, sentinels: int, replicas: int) -> bool:
         """Whether this sentinel knows the other sentinels and the replicas, all up."""
-        with admin(self.port) as client:
+        with admin(self.port, self.password) as client:
             others = call(client, "SENTINEL", "SENTINELS", MASTER_NAME)
             known = call(client, "SENTINEL", "REPLICAS", MASTER_NAME)
         return (
@@ -162,22 +191,41 @@ class SentinelSetup:
 
     master_name = MASTER_NAME
 
-    def __init__(self, directory: Path, *, replicas: int = 2, sentinels: int = 3) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        replicas: int = 2,
+        sentinels: int = 3,
+        password: str | None = None,
+        sentinels_ask: bool = False,
+    ) -> None:
+        """`password`: the data nodes ask for it; `sentinels_ask`: the sentinels too."""
+        self.password = password
         ports = free_ports(1 + replicas + sentinels)
-        primary = DataNode(directory / "data0", ports.pop())
+        primary = DataNode(directory / "data0", ports.pop(), password=password)
         self.nodes = [primary] + [
-            DataNode(directory / f"data{i}", ports.pop(), primary.port)
+            DataNode(directory / f"data{i}", ports.pop(), primary.port, password)
             for i in range(1, replicas + 1)
         ]
         self.sentinels = [
-            SentinelNode(directory / f"sentinel{i}", ports.pop(), primary.port, sentinels // 2 + 1)
+            SentinelNode(
+                directory / f"sentinel{i}",
+                ports.pop(),
+                primary.port,
+                sentinels // 2 + 1,
+                data_password=password,
+                password=password if sentinels_ask else None,
+            )
             for i in range(sentinels)
         ]
 
     @property
     def url(self) -> str:
+        """redis+sentinel:// naming every sentinel, with the password if there is one."""
         addresses = ",".join(f"127.0.0.1:{sentinel.port}" for sentinel in self.sentinels)
-        return f"redis+sentinel://{addresses}/{self.master_name}"
+        credentials = f":{self.password}@" if self.password else ""
+        return f"redis+sentinel://{credentials}{addresses}/{self.master_name}"
 
     def node(self, port: int) -> DataNode:
         return next(node for node in self.nodes if node.port == port)

@@ -39,7 +39,10 @@ class SSEStream:
             if self._eof:
                 return None
             try:
-                chunk = await asyncio.wait_for(self.response.content.readany(), timeout)
+                # Not asyncio.wait_for: on 3.11 it can swallow a cancellation that comes as
+                # the read completes, and the reader then reads on (a stuck chaos run).
+                async with asyncio.timeout(timeout):
+                    chunk = await self.response.content.readany()
             except ClientPayloadError:
                 self.aborted, chunk = True, b""
             if not chunk:

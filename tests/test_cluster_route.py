@@ -9,6 +9,7 @@ import os
 import signal
 import uuid
 from collections.abc import Collection
+from pathlib import Path
 
 import pytest
 
@@ -20,8 +21,15 @@ from hub.message import Message
 from hub.state import HUB
 from tests.conftest import MakeHub
 from tests.redis_cluster import RedisClusterNodes, admin, call
+from tests.tls_certs import make_certificates
+from tests.topologies import started
 
 pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def broker_kind() -> str:
+    return "memory"  # the hubs here are pointed at a cluster by their tests
 
 
 class _Sink:
@@ -141,3 +149,29 @@ async def test_a_retry_writes_only_the_shards_the_first_attempt_missed(
     status, again = await hub.post(body, headers=key)
     assert (status, again) == (200, answer)
     await asyncio.sleep(0)
+
+
+async def test_a_cluster_over_tls_is_found_and_carries_the_hub(
+    tmp_path: Path, make_hub: MakeHub
+) -> None:
+    """rediss:// seeds with the CA: the slot map read over TLS names every node's TLS port
+    (Redis names plain ports to plain clients), and commands and sharded pub/sub go there."""
+    certs = make_certificates(tmp_path / "tls")
+    cluster = started(lambda suffix: RedisClusterNodes(tmp_path / f"c{suffix}", certs=certs))
+    try:
+        hub = await make_hub(redis_url=cluster.seed_url)
+        broker = hub.client.app[HUB].broker
+        assert isinstance(broker, RedisBroker)
+        route = broker.route
+        assert isinstance(route, ClusterRoute)
+        assert {port for _, port in route.primaries} <= set(cluster.tls_ports)
+        users = [f"t{i}" for i in range(9)]
+        shards = {cluster.primary_for(f"{{user:{u}}}").port for u in users}
+        assert len(shards) == 3, "the users are spread over every shard"
+        streams = [await hub.subscribe(u) for u in users]
+        await hub.send("over tls", users=users)
+        for stream in streams:
+            assert (await stream.next(timeout=10)).data == "over tls"
+            stream.close()
+    finally:
+        cluster.stop()

@@ -12,7 +12,9 @@ import contextlib
 import logging
 from typing import Any
 
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from hub.broker.routes import NodeRoute
@@ -35,10 +37,12 @@ class SentinelResolver:
             if name in topology.nodes[0]
         }
         # Sentinels that ask for no password are asked without one; the data nodes' are
-        # tried when they do.
+        # tried when they do. No retries: redis-py's default retries a refused AUTH (a
+        # ConnectionError) with backoff, seconds per sentinel before the next is asked.
         plain: dict[str, Any] = {
             "socket_timeout": _SENTINEL_TIMEOUT,
             "socket_connect_timeout": _SENTINEL_TIMEOUT,
+            "retry": Retry(NoBackoff(), 0),
         }
         self._asked = [Sentinel(addresses, sentinel_kwargs=plain)]  # type: ignore[no-untyped-call]
         if credentials:
@@ -47,12 +51,16 @@ class SentinelResolver:
 
     async def primary(self) -> tuple[str, int]:
         failure: Exception | None = None
-        for sentinel in self._asked:
+        for sentinel in list(self._asked):
             try:
                 host, port = await sentinel.discover_master(self._master)
-                return str(host), int(port)
             except RedisError as exc:
                 failure = exc
+                continue
+            if sentinel is not self._asked[0]:  # ask the way that answered first next time
+                self._asked.remove(sentinel)
+                self._asked.insert(0, sentinel)
+            return str(host), int(port)
         raise ConnectionError(f"no sentinel names a primary for {self._master!r}: {failure}")
 
     async def __call__(self) -> dict[str, Any]:
