@@ -132,13 +132,26 @@ async def truth(hub: HubClient, users: Sequence[str]) -> dict[str, list[str]]:
         # Publish a marker after the history to know when it has all arrived.
         marker = f"{user}/end-{uuid.uuid4().hex[:6]}"
         await hub.send(marker, users=[user])
-        async with asyncio.timeout(20):
-            while marker not in reader.tokens(user):
-                await asyncio.sleep(0.05)
+        await _until_received(reader, user, marker)
         task.cancel()
         stream.close()
         held[user] = [t for t in reader.tokens(user) if t != marker]
     return held
+
+
+async def _until_received(reader: Received, user: str, marker: str) -> None:
+    """Until `marker` arrived on `user`'s channel; an AssertionError saying what came if it
+    does not within 20 s."""
+    try:
+        async with asyncio.timeout(20):
+            while marker not in reader.tokens(user):
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        got = reader.tokens(user)
+        raise AssertionError(
+            f"{user}: {marker} did not arrive; received {len(got)} (last {got[-1:]}), "
+            f"resets {reader.other_resets}, stream ended: {reader.stream._eof}"
+        ) from None
 
 
 def _compare(got: list[str], held: list[str]) -> str:
