@@ -30,6 +30,7 @@ lint: install
 	$(BIN)/ruff format --check hub tests examples bench
 	$(BIN)/mypy
 	$(BIN)/mypy --strict examples
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff check --fix hub tests examples bench

@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.load import Publisher, Stream
 from bench.procs import TICKS, Started, rss_kib
-from hub.auth import mint
+from hub.auth.verify import mint
 
 Result = dict[str, Any]
 # Publishers sending at once in the throughput measurements.

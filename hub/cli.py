@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from hub import __version__
-from hub.auth import mint
+from hub.auth.verify import mint
 from hub.client import HubClientError, Publisher, subscribe
 from hub.config import Settings, load_settings, stray_variables
 from hub.errors import ConfigError

@@ -8,8 +8,7 @@ import logging
 import re
 import sys
 from typing import Any
-
-from hub.accesslog import redact
+from urllib.parse import unquote_plus
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is logged as a field.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -31,6 +30,46 @@ _USERINFO = re.compile(r"((?<![\w+.-])[A-Za-z][\w+.-]*+://[^/\s:@]*+:)[^/\s@]++(
 # and the next character are "e" and one of w-z, 0-3).
 _JWT_START = re.compile(r"e[w-z0-3][\w-]{8}", re.ASCII)
 _DOTTED = re.compile(r"(?<![\w-])[\w-]++\.[\w-]++\.[\w-]*+", re.ASCII)
+
+
+# Where a query value ends in text that quotes a path (the end of the text, in a path).
+_VALUE_ENDS = (" ", "\t", "\n", "\r", '"', "'")
+
+
+def _value_end(value: str) -> int:
+    end = len(value)
+    for stop in _VALUE_ENDS:
+        found = value.find(stop, 0, end)
+        if found >= 0:
+            end = found
+    return end
+
+
+def _is_token(name: str) -> bool:
+    return name == "token" or (("%" in name or "+" in name) and unquote_plus(name) == "token")
+
+
+def redact(text: str) -> str:
+    """`text` (a path, or any text quoting one) with every `token` query value replaced
+    by ***, however its name is spelled (`?%74oken=` is read as `token` too).
+
+    String methods only: this runs for every access log line and every log line that
+    names a token, and a regular expression costs ~15 ns per character of a JWT."""
+    if "=" not in text:
+        return text
+    pieces = text.replace("?", "&").split("&")
+    if len(pieces) == 1:
+        return text
+    at = len(pieces[0])
+    out = [pieces[0]]
+    for piece in pieces[1:]:
+        out.append(text[at])  # the separator, ? or &
+        at += 1 + len(piece)
+        name, equals, value = piece.partition("=")
+        if equals and _is_token(name):
+            piece = f"{name}=***{value[_value_end(value) :]}"
+        out.append(piece)
+    return "".join(out)
 
 
 def _keep_name(match: re.Match[str]) -> str:

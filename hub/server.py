@@ -15,11 +15,11 @@ from collections.abc import Collection
 from typing import Any
 
 from hub import logs
-from hub.app import create_app
-from hub.auth import TokenVerifier, mint
+from hub.auth.verify import TokenVerifier, mint
 from hub.config import Settings, setting_name, stray_variables
 from hub.errors import ConfigError
-from hub.serving import HubServer
+from hub.http.app import create_app
+from hub.http.serving import HubServer
 from hub.workers import Supervisor
 
 log = logging.getLogger("hub")

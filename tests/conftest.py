@@ -12,10 +12,10 @@ import pytest
 from aiohttp import ClientSession
 from yarl import URL
 
-from hub.app import create_app
-from hub.auth import mint
+from hub.auth.verify import mint
 from hub.config import Settings
-from hub.serving import HubServer
+from hub.http.app import create_app
+from hub.http.serving import HubServer
 from tests.hub_process import HubProcess
 from tests.redis_cluster import RedisClusterNodes
 from tests.redis_sentinel import SentinelSetup

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from hub.auth import TokenVerifier, mint
+from hub.auth.verify import TokenVerifier, mint
 from hub.errors import ConfigError, Unauthorized
 
 KEY = "a-subscriber-key-that-is-long-enough-for-every-hmac-algorithm-0123456789"
@@ -104,17 +104,17 @@ def test_a_verified_token_is_remembered_but_its_expiry_still_holds(
     def no_more_signature_checks(*args: object, **kwargs: object) -> None:
         raise AssertionError("a remembered token was verified again")
 
-    monkeypatch.setattr("hub.auth.jwt.decode", no_more_signature_checks)
-    monkeypatch.setattr("hub.auth.QuickHS.claims", no_more_signature_checks)
+    monkeypatch.setattr("hub.auth.verify.jwt.decode", no_more_signature_checks)
+    monkeypatch.setattr("hub.auth.verify.QuickHS.claims", no_more_signature_checks)
     assert v.subscriber(token).user == "alice"
     later = time.time() + 61
-    monkeypatch.setattr("hub.auth.time.time", lambda: later)
+    monkeypatch.setattr("hub.auth.verify.time.time", lambda: later)
     with pytest.raises(Unauthorized, match="expired"):
         v.subscriber(token)
 
 
 def test_remembered_tokens_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("hub.auth._CACHE_SIZE", 2)
+    monkeypatch.setattr("hub.auth.verify._CACHE_SIZE", 2)
     v = TokenVerifier(KEY, "HS256", "publisher")
     tokens = [mint(KEY, "HS256", sub=f"p{n}", publish=["*"]) for n in range(3)]
     for token in tokens:

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Page, async_playwright
 
-from hub.auth import mint
+from hub.auth.verify import mint
 from tests.conftest import PUBLISHER_KEY, SUBSCRIBER_KEY, StartHub
 from tests.hub_process import HubProcess
 from tests.redis_server import RedisServer, free_port

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from hub.broker.live import LiveConnection
 from hub.broker.redis import RedisBroker
-from hub.state import HUB
+from hub.http.state import HUB
 from tests.conftest import HubClient, MakeHub
 from tests.redis_server import RedisServer
 from tests.sse_client import SSEStream

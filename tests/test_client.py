@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.auth import mint
+from hub.auth.verify import mint
 from hub.client import Publisher, PublishError, SubscribeError, subscribe
 from tests.conftest import PUBLISHER_KEY, SUBSCRIBER_KEY, HubClient, MakeHub, StartHub
 from tests.redis_server import RedisServer, free_port

@@ -17,8 +17,8 @@ from hub.broker.cluster import ClusterRoute
 from hub.broker.redis import RedisBroker
 from hub.config import Settings
 from hub.errors import ConfigError
+from hub.http.state import HUB
 from hub.message import Message
-from hub.state import HUB
 from tests.conftest import MakeHub
 from tests.redis_cluster import RedisClusterNodes, admin, call
 from tests.tls_certs import make_certificates

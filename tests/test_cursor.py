@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub import cursor
-from hub.cursor import CursorError, Position
+from hub.delivery import cursor
+from hub.delivery.cursor import CursorError, Position
 
 
 @given(

@@ -1,4 +1,4 @@
-"""One mapping of errors to problem+json (`hub.problem.error_answer`): the same answer from
+"""One mapping of errors to problem+json (`hub.http.problem.error_answer`): the same answer from
 the lean front and from aiohttp's handlers, and an unexpected error's traceback logged once."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 from aiohttp import web
 
 from hub.errors import BrokerUnavailable, Unauthorized
+from hub.http.problem import error_answer
+from hub.http.state import HUB
 from hub.message import Message
-from hub.problem import error_answer
-from hub.state import HUB
 from tests.conftest import HubClient
 
 FAILED = {
@@ -31,7 +31,9 @@ def broker_kind() -> str:
 
 
 def _failures(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "hub.problem" and r.levelno >= logging.ERROR]
+    return [
+        r for r in caplog.records if r.name == "hub.http.problem" and r.levelno >= logging.ERROR
+    ]
 
 
 async def test_an_unexpected_error_in_an_aiohttp_handler_is_a_problem_json_500(

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from hub import front as front_module
-from hub.accesslog import redact
 from hub.errors import MalformedHead
-from hub.front import Front, _Connection, _served_here
-from hub.head import HeadReader, refusal
+from hub.http import front as front_module
+from hub.http.front import Front, _Connection, _served_here
+from hub.http.head import HeadReader, refusal
+from hub.logs import redact
 from tests.conftest import HubClient, MakeHub
 
 

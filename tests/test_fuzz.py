@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from hub.cursor import Position, channel_tag, encode, encode_part
+from hub.delivery.cursor import Position, channel_tag, encode, encode_part
 from tests.conftest import HubClient
 from tests.sse_client import SSEStream
 

@@ -16,7 +16,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hub.errors import MalformedHead
-from hub.head import Head, HeadReader, head_end
+from hub.http.head import Head, HeadReader, head_end
 
 
 @dataclass

@@ -24,9 +24,9 @@ import pytest
 from redis.asyncio import Redis
 
 from hub.broker import Broker, Entry, HistoryPage, Idempotency, LiveSink
-from hub.cursor import Position, channel_tag, decode, encode_part
+from hub.delivery.cursor import Position, channel_tag, decode, encode_part
+from hub.delivery.subscription import EARLIEST, Subscription
 from hub.message import Message
-from hub.subscription import EARLIEST, Subscription
 from tests.conftest import HubClient, MakeHub
 from tests.redis_server import RedisServer
 from tests.sse_client import Event, SSEStream

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from hub.auth import TokenVerifier
+from hub.auth.verify import TokenVerifier
 from hub.errors import ConfigError
 from tests.conftest import PUBLISHER_KEY, HubClient, MakeHub
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 from aiohttp.http_exceptions import BadHttpMessage, InvalidHeader, LineTooLong
 
-from hub.auth import mint
+from hub.auth.verify import mint
 from hub.logs import JsonFormatter, SecretFilter, TextFormatter, redact_text
 from tests.conftest import PUBLISHER_KEY, SUBSCRIBER_KEY, StartHub
 from tests.hub_process import HubProcess

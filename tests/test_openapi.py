@@ -10,7 +10,7 @@ from typing import Any
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from hub.auth import mint
+from hub.auth.verify import mint
 from tests.conftest import PUBLISHER_KEY, SUBSCRIBER_KEY, StartHub
 
 # GET /events answers with an endless stream: it is proven by its own tests, not fuzzed here.

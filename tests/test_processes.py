@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from hub.auth import mint
+from hub.auth.verify import mint
 from tests.conftest import PUBLISHER_KEY, SUBSCRIBER_KEY, StartHub
 from tests.hub_process import HubProcess
 from tests.redis_server import RedisServer

@@ -18,10 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jwt.types import Options
 
-from hub import quickjwt
-from hub.auth import TokenVerifier, mint
+from hub.auth import quickjwt
+from hub.auth.quickjwt import QuickHS
+from hub.auth.verify import TokenVerifier, mint
 from hub.errors import Unauthorized
-from hub.quickjwt import QuickHS
 from tests.test_token_edges import ANY_CHARACTER
 
 KEY = "a-key-long-enough-for-hs512-" * 3

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hub.cursor import NOWHERE, channel_tag, decode
+from hub.delivery.cursor import NOWHERE, channel_tag, decode
 from tests.conftest import EVERY_BROKER, HubClient, MakeHub
 from tests.sse_client import SSEStream
 

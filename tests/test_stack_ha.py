@@ -21,7 +21,7 @@ import jsonschema
 import pytest
 import yaml
 
-from hub.auth import mint
+from hub.auth.verify import mint
 from tests.conftest import PUBLISHER_KEY, SUBSCRIBER_KEY, StartHub
 from tests.hub_process import HubProcess
 from tests.redis_cluster import admin, call, wait_until

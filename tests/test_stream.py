@@ -10,9 +10,9 @@ import pytest
 from hub.broker.base import HistoryPage
 from hub.broker.memory import MemoryBroker
 from hub.config import Settings
-from hub.cursor import Position, channel_tag, decode, encode, encode_part
-from hub.fanout import FanOut
-from hub.subscription import Subscription
+from hub.delivery.cursor import Position, channel_tag, decode, encode, encode_part
+from hub.delivery.fanout import FanOut
+from hub.delivery.subscription import Subscription
 from tests.conftest import EVERY_BROKER, HubClient, MakeHub
 from tests.sse_client import Event
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.auth import Publisher, Subscriber, TokenVerifier
+from hub.auth.verify import Publisher, Subscriber, TokenVerifier
 from hub.errors import Unauthorized
 from tests.conftest import PUBLISHER_KEY, SUBSCRIBER_KEY, HubClient, MakeHub, StartHub
 
@@ -71,7 +71,7 @@ def _clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
     """Sets the verifier's clock (PyJWT's own is not moved: it only sees new tokens)."""
 
     def at(moment: float) -> None:
-        monkeypatch.setattr("hub.auth.time.time", lambda: moment)
+        monkeypatch.setattr("hub.auth.verify.time.time", lambda: moment)
 
     return at
 

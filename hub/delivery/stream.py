@@ -1,7 +1,7 @@
 """An open event stream: subscribe, take its positions, backfill, then stream live.
 
 The bytes go through a `Sink`: aiohttp's streaming response, or the lean
-front's own connection (`hub.front`); the stream's logic is the same for both.
+front's own connection (`hub.http.front`); the stream's logic is the same for both.
 """
 
 from __future__ import annotations
@@ -10,16 +10,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from hub import sse
 from hub.config import Settings
+from hub.delivery.admission import Opening
+from hub.delivery.engine import Engine
+from hub.delivery.subscription import WRITE_BUDGET, Subscription
 from hub.errors import BrokerUnavailable, HubError
-from hub.state import Hub
-from hub.subscription import WRITE_BUDGET, Subscription
-
-if TYPE_CHECKING:
-    from hub.events import Opening
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +72,7 @@ async def timed_write(write: Awaitable[None], timeout: float, abort: Callable[[]
         raise ClientGone from None
 
 
-async def open_stream(hub: Hub, opening: Opening, sink: Sink) -> None:
+async def open_stream(hub: Engine, opening: Opening, sink: Sink) -> None:
     """Runs one admitted stream until it ends; errors after the headers only end it."""
     settings = hub.settings
     channels = opening.channels
@@ -127,7 +125,7 @@ async def open_stream(hub: Hub, opening: Opening, sink: Sink) -> None:
     await sink.finish()
 
 
-async def _settle(hub: Hub, sub: Subscription, subscribed: asyncio.Future[Any]) -> None:
+async def _settle(hub: Engine, sub: Subscription, subscribed: asyncio.Future[Any]) -> None:
     """Fix "from now" before the response starts, so that open means subscribed.
 
     Positions taken once the live channels are subscribed need no backfill:
@@ -143,7 +141,7 @@ async def _settle(hub: Hub, sub: Subscription, subscribed: asyncio.Future[Any]) 
         sub.settle(resyncs)
 
 
-async def _run(hub: Hub, sub: Subscription, sink: Sink, subscribed: asyncio.Future[Any]) -> None:
+async def _run(hub: Engine, sub: Subscription, sink: Sink, subscribed: asyncio.Future[Any]) -> None:
     """The stream's task: backfills, queued frames and heartbeats the fan-out could not write.
 
     While nothing is queued the task is parked without a timer; the fan-out's tick

@@ -1,67 +1,16 @@
-"""`GET /events` admission: the token, the topics, the stream limit; and aiohttp's handler.
-
-Admission is shared by aiohttp's handler and the lean front (`hub.front`), so
-both refuse and accept exactly the same requests.
-"""
+"""`GET /events` through aiohttp: the streams the lean front passes on, admitted as the
+front admits them (`hub.delivery.admission`)."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
-from dataclasses import dataclass
 
 from aiohttp import HttpVersion11, web
 
-from hub.auth import Subscriber
-from hub.channels import allowed, topic_channel, user_channel, valid_name
-from hub.errors import BadRequest, BrokerUnavailable, Forbidden, TooManyStreams
-from hub.requestview import RequestView
-from hub.state import HUB, Hub
-from hub.stream import ClientGone, chunk, open_stream, room_now, send_timeout, timed_write
-from hub.tokens import subscriber_token
-
-
-@dataclass(frozen=True, slots=True)
-class Opening:
-    """An admitted stream; its slot (`Fanout.reserve`) is held until `release`."""
-
-    subscriber: Subscriber
-    channels: tuple[str, ...]
-    # The header wins: EventSource reconnects with its original URL *and* the newer header.
-    last_event_id: str | None
-
-    def release(self, hub: Hub) -> None:
-        hub.fanout.release(self.channels[0])
-
-
-def admit(request: RequestView, hub: Hub) -> Opening:
-    """Checks a stream request and takes its slot; raises the HubError to answer with."""
-    settings = hub.settings
-    if hub.draining:
-        raise BrokerUnavailable("the hub is shutting down")
-    if len(request.query_string) > settings.max_query_length:
-        raise BadRequest(f"the query string is over {settings.max_query_length} characters")
-    subscriber = hub.subscriber_tokens.subscriber(subscriber_token(request, settings))
-    channels = _channels(request, hub, subscriber)
-    # The slot is taken before the first await, so concurrent opens cannot pass the limit.
-    if not hub.fanout.reserve(channels[0], settings.max_streams_per_user):
-        raise TooManyStreams(
-            f"user {subscriber.user!r} already has {settings.max_streams_per_user} open streams"
-        )
-    last_event_id = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
-    return Opening(subscriber, channels, last_event_id)
-
-
-def _channels(request: RequestView, hub: Hub, subscriber: Subscriber) -> tuple[str, ...]:
-    topics = list(dict.fromkeys(request.query.getall("topic", [])))
-    if len(topics) > hub.settings.max_topics_per_stream:
-        raise BadRequest(f"too many topics ({len(topics)} > {hub.settings.max_topics_per_stream})")
-    for topic in topics:
-        if not valid_name(topic):
-            raise BadRequest(f"topic {topic!r} does not match [A-Za-z0-9_.@:-]{{1,128}}")
-        if not allowed(topic, subscriber.topic_grants):
-            raise Forbidden(f"the token does not allow topic {topic!r}")
-    return (user_channel(subscriber.user), *(topic_channel(t) for t in topics))
+from hub.delivery.admission import admit
+from hub.delivery.stream import ClientGone, chunk, open_stream, room_now, send_timeout, timed_write
+from hub.http.state import HUB
 
 
 async def events(request: web.Request) -> web.StreamResponse:

@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from hub.broker import Broker, Entry
-from hub.subscription import Subscription
+from hub.delivery.subscription import Subscription
 
 
 class FanOut:

@@ -23,9 +23,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from hub import cursor, sse
+from hub import sse
 from hub.broker import Broker, Entry, HistoryPage
-from hub.cursor import NOWHERE, Position
+from hub.delivery import cursor
+from hub.delivery.cursor import NOWHERE, Position
 from hub.errors import BrokerUnavailable
 
 RESET_EVENT = "hub.reset"

@@ -11,9 +11,9 @@ import asyncio
 
 from aiohttp import web
 
-from hub.accesslog import AccessLogger
-from hub.front import Front
-from hub.state import HUB
+from hub.http.accesslog import AccessLogger
+from hub.http.front import Front
+from hub.http.state import HUB
 
 
 class HubServer:

@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
-from hub.auth import Publisher
+from hub.auth.extract import publisher_token
+from hub.auth.verify import Publisher
 from hub.broker import Idempotency
 from hub.channels import allowed
 from hub.errors import (
@@ -22,10 +23,9 @@ from hub.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from hub.http.state import HUB, Hub
 from hub.message import Message, loads, parse_message
 from hub.requestview import RequestView
-from hub.state import HUB, Hub
-from hub.tokens import publisher_token
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from hub.state import HUB
+from hub.http.state import HUB
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -6,11 +6,11 @@ from importlib.resources import files
 
 from aiohttp import web
 
-from hub.auth import mint
+from hub.auth.verify import mint
 from hub.channels import valid_name
 from hub.errors import BadRequest, Forbidden
+from hub.http.state import HUB
 from hub.message import loads
-from hub.state import HUB
 
 _PAGE = files("hub").joinpath("static", "index.html")
 

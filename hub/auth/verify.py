@@ -2,7 +2,7 @@
 
 Subscribers and publishers have separate keys, so a token of one kind never
 works as the other. Only the configured algorithm is accepted (never `none`).
-PyJWT decides, except for plain HS* tokens (`hub.quickjwt`); either way the
+PyJWT decides, except for plain HS* tokens (`hub.auth.quickjwt`); either way the
 time claims are then read and checked here, as PyJWT compares them, so that a
 remembered token is held to exactly the same `exp`, `nbf` and `iat`.
 """
@@ -21,9 +21,9 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from hub.auth.quickjwt import QuickHS
 from hub.channels import valid_name
 from hub.errors import ConfigError, Unauthorized
-from hub.quickjwt import QuickHS
 
 log = logging.getLogger(__name__)
 

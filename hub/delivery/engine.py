@@ -1,29 +1,23 @@
-"""What the request handlers share: settings, broker, fan-out, token verifiers and CORS."""
+"""What delivery needs of the running hub: settings, broker, fan-out, token verifiers,
+metrics, and whether it is draining. The HTTP side's state extends it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aiohttp import web
-
-from hub.auth import TokenVerifier
+from hub.auth.verify import TokenVerifier
 from hub.broker import Broker
 from hub.config import Settings
-from hub.cors import Cors
-from hub.fanout import FanOut
+from hub.delivery.fanout import FanOut
 from hub.metrics import Metrics
 
 
 @dataclass
-class Hub:
+class Engine:
     settings: Settings
     broker: Broker
     fanout: FanOut
     subscriber_tokens: TokenVerifier
     publisher_tokens: TokenVerifier
     metrics: Metrics
-    cors: Cors
     draining: bool = False
-
-
-HUB = web.AppKey("hub", Hub)

@@ -3,7 +3,7 @@
 Under aiohttp an idle stream costs its per-connection and per-request
 machinery (~11 KiB and ~100 µs to accept), and every publish pays its request
 objects. Here every connection starts as a `_Connection` that reads request
-heads with llhttp (`hub.head`). A plain `GET /events` that admission accepts
+heads with llhttp (`hub.http.head`). A plain `GET /events` that admission accepts
 is streamed by the connection itself; a plain `POST /publish` with an
 `application/json` body of a known length is answered by it (keep-alive,
 pipelined requests in order, errors as the same problem+json). A head llhttp
@@ -29,10 +29,11 @@ from typing import cast
 import httptools
 from aiohttp import web
 
-from hub.accesslog import log_access, redact
+from hub.delivery.admission import Opening, admit
+from hub.delivery.stream import ClientGone, chunk, open_stream, room_now, send_timeout, timed_write
 from hub.errors import HeadTimeout, HubError, MalformedHead
-from hub.events import Opening, admit
-from hub.head import (
+from hub.http.accesslog import log_access
+from hub.http.head import (
     Head,
     HeadReader,
     answer_head,
@@ -40,11 +41,11 @@ from hub.head import (
     refusal,
     stream_head,
 )
-from hub.problem import CONTENT_TYPE as PROBLEM
-from hub.problem import error_answer
-from hub.publish import JSON, counted, publish_request
-from hub.state import Hub
-from hub.stream import ClientGone, chunk, open_stream, room_now, send_timeout, timed_write
+from hub.http.problem import CONTENT_TYPE as PROBLEM
+from hub.http.problem import error_answer
+from hub.http.publish import JSON, counted, publish_request
+from hub.http.state import Hub
+from hub.logs import redact
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("aiohttp.access")
@@ -458,7 +459,7 @@ class _Connection(asyncio.Protocol):
         if self._buffer:
             self._read()
 
-    # -- the stream (the Sink of `hub.stream.open_stream`) -------------------------------------
+    # -- the stream (the Sink of `hub.delivery.stream.open_stream`) ---------------------------
 
     async def _serve(self, opening: Opening, path_qs: str, origin: str | None) -> None:
         front = self._front

@@ -8,15 +8,15 @@ import logging
 
 from aiohttp import web
 
-from hub import demo, events, health, openapi, publish
-from hub.auth import TokenVerifier
+from hub.auth.verify import TokenVerifier
 from hub.broker import Broker, create_broker
 from hub.config import MAX_REQUEST_LINE, Settings
-from hub.cors import Cors
-from hub.fanout import FanOut
+from hub.delivery.fanout import FanOut
+from hub.http import demo, events, health, openapi, publish
+from hub.http.cors import Cors
+from hub.http.problem import problem_middleware
+from hub.http.state import HUB, Hub
 from hub.metrics import Metrics
-from hub.problem import problem_middleware
-from hub.state import HUB, Hub
 
 log = logging.getLogger(__name__)
 
