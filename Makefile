@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint format check bench clean
+.PHONY: install run test test-fast lint format check bench clean
 
 # The Compose specification's JSON schema, as shipped in docker-compose 1.29.2's
 # wheel (data only; not installed), for the test that validates docker-compose.yml.
@@ -24,6 +24,9 @@ run: install  ## the hub on the embedded broker (set HUB_REDIS_URL for Redis)
 
 test: install  ## every test; a private redis-server is started by the fixtures
 	$(BIN)/pytest
+
+test-fast: install  ## the unit tests on the in-memory broker: seconds, no processes started
+	HUB_TEST_FAST=1 $(BIN)/pytest -q tests/unit
 
 lint: install
 	$(BIN)/ruff check hub tests examples bench

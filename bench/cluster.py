@@ -62,8 +62,8 @@ from hub.broker.redis import RedisBroker
 from hub.broker.writes import Limits, script_call
 from hub.config import Settings
 from hub.message import Message
-from tests.redis_cluster import RedisClusterNodes
-from tests.redis_server import RedisServer
+from tests.support.redis_cluster import RedisClusterNodes
+from tests.support.redis_server import RedisServer
 
 Result = dict[str, Any]
 SECTIONS = ("publish", "client", "subscribe", "partition", "resync", "wait")

@@ -3,29 +3,33 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import ClientSession
-from yarl import URL
 
-from hub.auth.verify import mint
 from hub.config import Settings
 from hub.http.app import create_app
 from hub.http.serving import HubServer
-from tests.hub_process import HubProcess
-from tests.redis_cluster import RedisClusterNodes
-from tests.redis_sentinel import SentinelSetup
-from tests.redis_server import RedisServer
-from tests.sse_client import SSEStream
+from tests.support.hub_process import HubProcess
+from tests.support.hubs import (
+    PUBLISHER_KEY,
+    SUBSCRIBER_KEY,
+    HubClient,
+    LiveClient,
+    MakeHub,
+    MakeSettings,
+    StartHub,
+)
+from tests.support.redis_cluster import RedisClusterNodes
+from tests.support.redis_sentinel import SentinelSetup
+from tests.support.redis_server import RedisServer
 
-pytest_plugins = ["tests.topologies"]
-
-SUBSCRIBER_KEY = "subscriber-secret-for-tests-0123456789"
-PUBLISHER_KEY = "publisher-secret-for-tests-0123456789"
+pytest_plugins = ["tests.support.topologies"]
 
 
 @pytest.fixture(scope="session")
@@ -77,16 +81,30 @@ def shared_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentin
         setup.stop()
 
 
-# Modules that prove a behaviour on every topology set `broker_kind` to these.
-EVERY_BROKER = ["memory", "redis", "cluster", "sentinel"]
+# Fixtures that start real processes (redis-server, a Cluster, Sentinel, `hub serve`):
+# `make test-fast` (HUB_TEST_FAST=1) leaves out the tests that use them, and runs the
+# behaviour suites on the in-memory broker only.
+REAL_PROCESSES = {
+    "redis_server", "own_redis", "aof_redis", "shared_cluster", "shared_sentinel",
+    "redis_cluster", "redis_sentinel", "start_hub",
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not os.environ.get("HUB_TEST_FAST"):
+        return
+    keep, drop = [], []
+    for item in items:
+        kind = getattr(getattr(item, "callspec", None), "params", {}).get("broker_kind", "memory")
+        real = REAL_PROCESSES.intersection(getattr(item, "fixturenames", ()))
+        (drop if real or kind != "memory" else keep).append(item)
+    config.hook.pytest_deselected(items=drop)
+    items[:] = keep
 
 
 @pytest.fixture(params=["memory", "redis"])
 def broker_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-MakeSettings = Callable[..., Settings]
 
 
 @pytest.fixture
@@ -110,108 +128,6 @@ def make_settings(broker_kind: str, request: pytest.FixtureRequest) -> MakeSetti
     return make
 
 
-class HubClient:
-    """Talks to a hub on a real HTTP server as publishers and browsers do."""
-
-    def __init__(self, client: LiveClient, settings: Settings) -> None:
-        self.client = client
-        self.settings = settings
-
-    def subscriber_token(
-        self, user: str = "alice", topics: Sequence[str] = ("*",), **kw: Any
-    ) -> str:
-        return mint(SUBSCRIBER_KEY, "HS256", sub=user, topics=topics, **kw)
-
-    def publisher_token(self, grants: Sequence[str] = ("*",), **kw: Any) -> str:
-        return mint(PUBLISHER_KEY, "HS256", sub="tests", publish=grants, **kw)
-
-    async def post(
-        self,
-        body: Any = None,
-        *,
-        raw: bytes | None = None,
-        token: str | None = None,
-        content_type: str = "application/json",
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, Any]:
-        import json
-
-        data = raw if raw is not None else json.dumps(body).encode()
-        all_headers = {
-            "Authorization": f"Bearer {token or self.publisher_token()}",
-            "Content-Type": content_type,
-            **(headers or {}),
-        }
-        async with self.client.post("/publish", data=data, headers=all_headers) as response:
-            return response.status, await response.json(content_type=None)
-
-    async def send(
-        self,
-        data: Any = "hello",
-        *,
-        users: Sequence[str] = (),
-        topics: Sequence[str] = (),
-        event: str | None = None,
-    ) -> dict[str, str]:
-        body: dict[str, Any] = {"users": list(users), "topics": list(topics), "data": data}
-        if event is not None:
-            body["event"] = event
-        status, answer = await self.post(body)
-        assert status == 200, answer
-        ids: dict[str, str] = answer["ids"]
-        return ids
-
-    async def subscribe(
-        self,
-        user: str = "alice",
-        topics: Sequence[str] = (),
-        *,
-        last_event_id: str | None = None,
-        query_last_id: str | None = None,
-        token: str | None = None,
-        wait: bool = True,
-    ) -> SSEStream:
-        params = [("topic", t) for t in topics]
-        if query_last_id is not None:
-            params.append(("lastEventId", query_last_id))
-        headers = {"Authorization": f"Bearer {token or self.subscriber_token(user)}"}
-        if last_event_id is not None:
-            headers["Last-Event-ID"] = last_event_id
-        response = await self.client.get("/events", params=params, headers=headers)
-        assert response.status == 200, await response.text()
-        stream = SSEStream(response)
-        if wait:
-            await stream.wait_open()
-        return stream
-
-
-MakeHub = Callable[..., Awaitable[HubClient]]
-
-
-class LiveClient:
-    """An HTTP client of a hub served as `hub serve` serves it (the lean front before
-    aiohttp, on a real socket): requests take paths relative to the hub."""
-
-    def __init__(self, server: HubServer, session: ClientSession) -> None:
-        self.server = server
-        self.app = server.app
-        self.host = "127.0.0.1"
-        self.port = server.port
-        self.session = session
-        self.get = session.get
-        self.post = session.post
-        self.options = session.options
-        self.request = session.request
-
-    def make_url(self, path: str) -> URL:
-        return URL.build(scheme="http", host=self.host, port=self.port, path=path or "/")
-
-    async def close(self) -> None:
-        if not self.session.closed:
-            await self.session.close()
-            await self.server.stop()
-
-
 @pytest.fixture
 async def make_hub(make_settings: MakeSettings) -> AsyncIterator[MakeHub]:
     clients: list[LiveClient] = []
@@ -232,9 +148,6 @@ async def make_hub(make_settings: MakeSettings) -> AsyncIterator[MakeHub]:
 @pytest.fixture
 async def hub(make_hub: MakeHub) -> HubClient:
     return await make_hub()
-
-
-StartHub = Callable[..., HubProcess]
 
 
 @pytest.fixture
