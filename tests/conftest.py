@@ -93,7 +93,8 @@ REAL_PROCESSES = {
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not os.environ.get("HUB_TEST_FAST"):
         return
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
         kind = getattr(getattr(item, "callspec", None), "params", {}).get("broker_kind", "memory")
         real = REAL_PROCESSES.intersection(getattr(item, "fixturenames", ()))
