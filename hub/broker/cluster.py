@@ -25,12 +25,12 @@ from hub.broker.base import LiveSink
 from hub.broker.commands import Commands, Script, fixed
 from hub.broker.keys import Keys
 from hub.broker.routes import PING_TIMEOUT, Live, answers
+from hub.broker.sharded import Address, ShardedLive
 from hub.redisurl import Topology
 
 log = logging.getLogger(__name__)
 
 SLOTS = 16384
-Address = tuple[str, int]
 # Redirections followed for one call: a slot moves once, a failover adds one.
 _REDIRECTS = 4
 # The slot map is asked for at most this often, however many calls ask.
@@ -161,8 +161,6 @@ class ClusterRoute:
         return all(replies)
 
     def live(self, keys: Keys, sink: LiveSink, on_reconnect: Callable[[], None]) -> Live:
-        from hub.broker.sharded import ShardedLive
-
         self.sharded_live = ShardedLive(self, keys, sink, on_reconnect)
         return self.sharded_live
 

@@ -21,9 +21,11 @@ from redis.exceptions import ResponseError
 from hub.broker.base import Entry, LiveSink
 from hub.broker.commands import Link, Resolver, connect, encode, fixed, parse_url
 from hub.broker.keys import Keys
+from hub.broker.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
+FlushRequest = Callable[[list[str], list[str], int], bytes]
 _MIN_BACKOFF = 0.05
 _MAX_BACKOFF = 2.0
 _CONNECT_TIMEOUT = 5.0
@@ -49,28 +51,17 @@ class LiveConnection:
         self._resolve = fixed(parse_url(source)) if isinstance(source, str) else source
         self._primary = primary
         self._sharded = sharded
-        self._verbs = ("SSUBSCRIBE", "SUNSUBSCRIBE") if sharded else ("SUBSCRIBE", "UNSUBSCRIBE")
+        verbs = ("SSUBSCRIBE", "SUNSUBSCRIBE") if sharded else ("SUBSCRIBE", "UNSUBSCRIBE")
+        self._flush_request = _request(verbs, keys, sharded)
         self._on_moved = on_moved
         self.address: tuple[str, int] | None = None  # of the node connected last
         self._keys = keys
         self._sink = sink
         self._health_interval = health_interval
         self._on_reconnect = on_reconnect
-        self._refs: dict[str, int] = {}
-        self._on_server: set[str] = set()
-        # Channels gained or lost since the last flush: a flush costs what changed, not all.
-        self._dirty: set[str] = set()
-        self._confirmed: set[str] = set()
-        # Token of the flush that last sent a channel's SUBSCRIBE: a PING reply confirms
-        # only channels subscribed at or before it.
-        self._subscribed_at: dict[str, int] = {}
-        # Futures waiting for a PING reply: token -> [(channel, future)]; token 0 = next flush.
-        self._waiting: dict[int, list[tuple[str, asyncio.Future[None]]]] = {}
-        self._unsent: list[tuple[str, asyncio.Future[None]]] = []
-        self._token = 0
-        self._live_token = -1
+        self.ledger = Ledger()
         self._link: Link | None = None  # attached: subscribed and read
-        self._alive = False
+        self.alive = False
         self._live_since: float | None = None  # when the current link answered its first PING
         self._connected_once = False
         self._last_pong = 0.0
@@ -78,10 +69,6 @@ class LiveConnection:
         self._retry = asyncio.Event()  # ends the wait before the next connection attempt
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
-
-    @property
-    def alive(self) -> bool:
-        return self._alive
 
     def start(self) -> None:
         self._tasks = [
@@ -98,48 +85,16 @@ class LiveConnection:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for waiters in [*self._waiting.values(), self._unsent]:
-            for _, future in waiters:
-                future.cancel()
+        self.ledger.cancel_waiters()
 
     def subscribe(self, channel: str) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        count = self._refs.get(channel, 0) + 1
-        self._refs[channel] = count
-        if count == 1:
-            self._dirty.add(channel)
-        if channel in self._confirmed:
-            future.set_result(None)
-        else:
-            self._unsent.append((channel, future))
+        if self.ledger.subscribe(channel, future):
             self._kick.set()
         return future
 
-    def holds(self, channel: str) -> bool:
-        """Whether `channel` is subscribed (or being subscribed) through this link."""
-        return channel in self._refs
-
-    def move_out(self, channel: str) -> tuple[int, list[asyncio.Future[None]]]:
-        """Forgets `channel` (another node serves it now): its reference count and the
-        subscribers still waiting for it, for the link that takes it over."""
-        count = self._refs.pop(channel, 0)
-        self._dirty.add(channel)
-        self._confirmed.discard(channel)
-        waiters: list[asyncio.Future[None]] = []
-        for queue in [self._unsent, *self._waiting.values()]:
-            waiters += [future for name, future in queue if name == channel]
-            queue[:] = [(name, future) for name, future in queue if name != channel]
-        self._kick.set()
-        return count, waiters
-
-    def move_in(self, channel: str, count: int, waiters: list[asyncio.Future[None]]) -> None:
-        """Takes over a channel from another link, with its subscribers."""
-        if count <= 0:
-            return
-        self._refs[channel] = self._refs.get(channel, 0) + count
-        self._dirty.add(channel)
-        self._confirmed.discard(channel)
-        self._unsent += [(channel, future) for future in waiters]
+    def kick(self) -> None:
+        """Flush what the ledger says changed (after `ledger.move_out` / `move_in`)."""
         self._kick.set()
 
     def drop_link(self) -> None:
@@ -153,14 +108,8 @@ class LiveConnection:
         self._retry.set()
 
     def unsubscribe(self, channel: str) -> None:
-        count = self._refs.get(channel, 0) - 1
-        if count > 0:
-            self._refs[channel] = count
-            return
-        self._refs.pop(channel, None)
-        self._dirty.add(channel)
-        self._confirmed.discard(channel)
-        self._kick.set()
+        if self.ledger.unsubscribe(channel):
+            self._kick.set()
 
     async def _read_loop(self) -> None:
         """Connect, and reconnect whenever the link is lost; replies are handled as parsed.
@@ -201,14 +150,7 @@ class LiveConnection:
     def _attach(self, link: Link) -> None:
         """A new connection: everything must be subscribed again, then resynced."""
         self._link = link
-        self._on_server = set()
-        self._subscribed_at = {}  # nothing is subscribed on a new connection
-        self._dirty = set(self._refs)
-        self._confirmed = set()
-        for waiters in self._waiting.values():
-            self._unsent.extend(waiters)
-        self._waiting.clear()
-        self._live_token = 0  # the next flush's PING marks the connection live
+        self.ledger.connected()
         self._live_since = None
         self._last_pong = asyncio.get_running_loop().time()
         if self._connected_once and self._on_reconnect is not None:
@@ -218,8 +160,8 @@ class LiveConnection:
 
     def _detach(self) -> None:
         self._link = None
-        self._alive = False
-        self._confirmed = set()
+        self.alive = False
+        self.ledger.confirmed = set()
 
     def _handle(self, reply: object) -> None:
         if isinstance(reply, ResponseError):
@@ -241,18 +183,10 @@ class LiveConnection:
             self._deliver(reply[1], reply[2])
         elif kind == b"pong" and reply[1].isdigit():
             self._pong(int(reply[1]))
-        elif kind == b"sunsubscribe":
-            self._unsubscribed(self._keys.channel_of(reply[1]))
-
-    def _unsubscribed(self, channel: str) -> None:
-        """A channel still wanted here was unsubscribed by the server: its slot moved."""
-        if channel not in self._refs or channel not in self._on_server:
-            return  # the answer to our own SUNSUBSCRIBE
-        self._on_server.discard(channel)
-        self._confirmed.discard(channel)
-        self._subscribed_at.pop(channel, None)
-        if self._on_moved is not None:
-            self._on_moved(channel)
+        elif kind == b"sunsubscribe":  # a channel still wanted here? Its slot moved
+            channel = self._keys.channel_of(reply[1])
+            if self.ledger.dropped_by_server(channel) and self._on_moved is not None:
+                self._on_moved(channel)
 
     def _deliver(self, live: bytes, payload: bytes) -> None:
         try:
@@ -266,17 +200,11 @@ class LiveConnection:
 
     def _pong(self, token: int) -> None:
         self._last_pong = asyncio.get_running_loop().time()
-        for waited in [t for t in self._waiting if t <= token]:
-            for channel, future in self._waiting.pop(waited):
-                if channel in self._on_server and self._subscribed_at.get(channel, 0) <= token:
-                    self._confirmed.add(channel)
-                if not future.done():
-                    future.set_result(None)
-        if token == self._live_token:
-            self._alive = True
+        if self.ledger.pong(token):
+            self.alive = True
             self._live_since = self._last_pong
             # One link of several (a Cluster) serves only its own channels.
-            self._sink.resync(tuple(self._refs) if self._sharded else None)
+            self._sink.resync(tuple(self.ledger.refs) if self._sharded else None)
 
     async def _flush_loop(self) -> None:
         """The only writer: sends what changed since the last flush, then a PING."""
@@ -286,28 +214,8 @@ class LiveConnection:
             link = self._link
             if self._closing or link is None or link.lost:
                 continue
-            dirty, self._dirty = self._dirty, set()
-            add = sorted(c for c in dirty if c in self._refs and c not in self._on_server)
-            drop = sorted(c for c in dirty if c not in self._refs and c in self._on_server)
-            self._on_server.update(add)
-            self._on_server.difference_update(drop)
-            self._token += 1
-            token = self._token
-            for channel in add:
-                self._subscribed_at[channel] = token
-            for channel in drop:
-                self._subscribed_at.pop(channel, None)
-            self._waiting[token] = self._unsent
-            self._unsent = []
-            if self._live_token == 0:
-                self._live_token = token
-            size = 1 if self._sharded else 500
-            subscribe, unsubscribe = self._verbs
-            commands = [(subscribe, *map(self._keys.live, c)) for c in _chunks(add, size)]
-            commands += [(unsubscribe, *map(self._keys.live, c)) for c in _chunks(drop, size)]
-            commands.append(("PING", str(token)))
             # One write; a link lost meanwhile drops it, and the reconnect subscribes everything.
-            link.write(b"".join(encode(command) for command in commands))
+            link.write(self._flush_request(*self.ledger.next_flush()))
 
     async def _health_loop(self) -> None:
         """PING regularly; a connection that stops answering is dropped and reconnected."""
@@ -319,7 +227,7 @@ class LiveConnection:
                 continue
             if loop.time() - self._last_pong > 3 * self._health_interval:
                 log.warning("pub/sub connection to Redis stopped answering; reconnecting")
-                self._alive = False
+                self.alive = False
                 link.close()
                 continue
             self._kick.set()
@@ -327,3 +235,18 @@ class LiveConnection:
 
 def _chunks(names: list[str], size: int) -> list[list[str]]:
     return [names[i : i + size] for i in range(0, len(names), size)]
+
+
+def _request(verbs: tuple[str, str], keys: Keys, sharded: bool) -> FlushRequest:
+    """What a flush sends: (S)SUBSCRIBE and (S)UNSUBSCRIBE commands, then PING `token`.
+    A sharded command names channels of one slot only, hence one channel per command."""
+    size = 1 if sharded else 500
+    subscribe, unsubscribe = verbs
+
+    def request(add: list[str], drop: list[str], token: int) -> bytes:
+        commands = [(subscribe, *map(keys.live, c)) for c in _chunks(add, size)]
+        commands += [(unsubscribe, *map(keys.live, c)) for c in _chunks(drop, size)]
+        commands.append(("PING", str(token)))
+        return b"".join(encode(command) for command in commands)
+
+    return request

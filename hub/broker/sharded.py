@@ -15,14 +15,26 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from hub.broker.base import LiveSink
-from hub.broker.cluster import Address, ClusterRoute
 from hub.broker.commands import fixed
 from hub.broker.keys import Keys
 from hub.broker.live import LiveConnection
 
 log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+
+
+class SlotMap(Protocol):
+    """What the live side needs of the Cluster route (`hub.broker.cluster`)."""
+
+    @property
+    def seed(self) -> Address: ...
+    def owner(self, key: str) -> Address | None: ...
+    def options(self, address: Address) -> dict[str, Any]: ...
+    def refresh(self) -> asyncio.Task[bool]: ...
 
 # How often the slot map is read while all is well, and while a link is down.
 CHECK_INTERVAL = 5.0
@@ -32,7 +44,7 @@ _MOVE_TIMEOUT = 5.0
 
 class ShardedLive:
     def __init__(
-        self, route: ClusterRoute, keys: Keys, sink: LiveSink, on_reconnect: Callable[[], None]
+        self, route: SlotMap, keys: Keys, sink: LiveSink, on_reconnect: Callable[[], None]
     ) -> None:
         self._route = route
         self._keys = keys
@@ -75,7 +87,7 @@ class ShardedLive:
             return
         link = self._links[address]
         link.unsubscribe(channel)
-        if not link.holds(channel):
+        if channel not in link.ledger.refs:
             del self._home[channel]
 
     def _link(self, address: Address) -> LiveConnection:
@@ -118,9 +130,13 @@ class ShardedLive:
             owner = self._route.owner(self._keys.live(channel))
             if owner is None or owner == address:
                 continue
-            count, waiters = self._links[address].move_out(channel)
+            source = self._links[address]
+            count, waiters = source.ledger.move_out(channel)
+            source.kick()
             target = self._link(owner)
-            target.move_in(channel, count, waiters)
+            if count > 0:
+                target.ledger.move_in(channel, count, waiters)
+                target.kick()
             self._home[channel] = owner
             channels.append(channel)
             moved.append(target.subscribe(channel))

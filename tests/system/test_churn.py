@@ -76,7 +76,7 @@ async def test_connect_disconnect_cycles_leak_nothing(
     assert isinstance(broker, RedisBroker)
     live = broker._live
     assert isinstance(live, LiveConnection)
-    assert live._refs == {}
+    assert live.ledger.refs == {}
     async with Redis.from_url(redis_server.url) as redis:
         prefix = hub.settings.key_prefix
         async with asyncio.timeout(10):

@@ -134,7 +134,7 @@ async def test_killed_pubsub_connection_is_resubscribed_and_resynced(
         assert numsub[0][1] == 0
     live = hub_broker._live
     assert isinstance(live, LiveConnection)
-    assert set(live._subscribed_at) == {"user:k"}, "no bookkeeping left for a channel gone"
+    assert set(live.ledger.subscribed_at) == {"user:k"}, "no bookkeeping left for a channel gone"
     await _delivered_live(sink, hub_broker, "user:k")
 
 
