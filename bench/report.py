@@ -1,4 +1,4 @@
-"""Results as the Markdown table of the README's Performance section."""
+"""Results as the Markdown table of docs/performance.md (README shows its headline rows)."""
 
 from __future__ import annotations
 
