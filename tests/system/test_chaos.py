@@ -76,7 +76,8 @@ async def test_random_faults_lose_double_reorder_and_falsely_reset_nothing(
     finally:
         stop.set()
         await asyncio.gather(*tasks)
-    print("faults:", log, "reconnects:", sum(r.reconnects for r in roamers))
+    reconnects = sum(r.reconnects for r in roamers)
+    print("faults:", log, "reconnects:", reconnects, "publishes dropped:", publisher.dropped)
     assert set(publisher.statuses) <= {200, 503}, f"seed {seed}: {set(publisher.statuses)}"
     assert publisher.missing_retry_after == 0
     held = await truth(hub, USERS)
