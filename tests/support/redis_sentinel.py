@@ -14,11 +14,12 @@ import subprocess
 from pathlib import Path
 
 from tests.support.redis_cluster import admin, call, check_owner, free_ports, stop_all, wait_until
+from tests.support.redis_server import Stoppable
 
 MASTER_NAME = "hub"
 
 
-class ConfiguredProcess:
+class ConfiguredProcess(Stoppable):
     """redis-server or redis-sentinel on a free port, run from <directory>/<conf_name>.
 
     The file is written on the first start only: a restart reads what was rewritten.
@@ -81,19 +82,6 @@ class ConfiguredProcess:
 
         wait_until(answers, 10, f"{self!r} answers PING; see {log}")
         check_owner(self.process, self.port, log, self.password)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def crash(self) -> None:
-        """SIGKILL: the process tells no one, the sentinels find out by timeout."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
 
 
 class DataNode(ConfiguredProcess):

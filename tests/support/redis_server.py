@@ -16,7 +16,27 @@ def free_port() -> int:
         return port
 
 
-class RedisServer:
+class Stoppable:
+    """A server process of a test: stopped cleanly, or killed without a goodbye."""
+
+    process: subprocess.Popen[bytes] | None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def crash(self) -> None:
+        """SIGKILL: no shutdown save, nothing told to anyone (peers find out by timeout);
+        with AOF (fsync always) nothing acknowledged is lost."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+class RedisServer(Stoppable):
     def __init__(
         self, directory: Path, *, appendonly: bool = False, extra: tuple[str, ...] = ()
     ) -> None:
@@ -58,16 +78,3 @@ class RedisServer:
             except OSError:
                 time.sleep(0.02)
         raise RuntimeError(f"redis-server did not start; see {self.directory / 'redis.log'}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def crash(self) -> None:
-        """SIGKILL: no shutdown save; with AOF (fsync always) nothing acknowledged is lost."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
