@@ -30,6 +30,7 @@ import httptools
 from aiohttp import web
 
 from hub.delivery.admission import Opening, admit
+from hub.delivery.publishing import counted, publish_request
 from hub.delivery.stream import ClientGone, chunk, open_stream, room_now, send_timeout, timed_write
 from hub.errors import HeadTimeout, HubError, MalformedHead
 from hub.http.accesslog import log_access
@@ -43,7 +44,7 @@ from hub.http.head import (
 )
 from hub.http.problem import CONTENT_TYPE as PROBLEM
 from hub.http.problem import error_answer
-from hub.http.publish import JSON, counted, publish_request
+from hub.http.publish import JSON
 from hub.http.state import Hub
 from hub.logs import redact
 
