@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from hub.broker import Broker, Entry
+from hub.delivery.reasons import Close
 from hub.delivery.subscription import Subscription
 
 
@@ -107,5 +108,6 @@ class FanOut:
             sub.request_resync()
 
     def close_all(self, reason: str) -> None:
+        close = Close(reason)  # the HTTP side passes the string
         for sub in self.streams:
-            sub.close(reason)
+            sub.close(close)

@@ -16,6 +16,7 @@ from hub import sse
 from hub.config import Settings
 from hub.delivery.admission import Opening
 from hub.delivery.engine import Engine
+from hub.delivery.reasons import Close
 from hub.delivery.subscription import WRITE_BUDGET, Subscription
 from hub.errors import BrokerUnavailable, HubError
 
@@ -98,7 +99,7 @@ async def open_stream(hub: Engine, opening: Opening, sink: Sink) -> None:
     opened = time.monotonic()
     log.info("stream opened", extra={"user": user, "channels": list(channels)})
     if hub.draining:
-        sub.close("shutdown")  # the drain began while this stream was being set up
+        sub.close(Close.SHUTDOWN)  # the drain began while this stream was being set up
     try:
         await sink.write(sse.opening(settings.retry_ms, sub.initial_id()))
         await _run(hub, sub, sink, subscribed)

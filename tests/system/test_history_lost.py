@@ -25,7 +25,8 @@ from redis.asyncio import Redis
 
 from hub.broker import Broker, Entry, HistoryPage, Idempotency, LiveSink
 from hub.delivery.cursor import Position, channel_tag, decode, encode_part
-from hub.delivery.subscription import EARLIEST, Subscription
+from hub.delivery.resume import EARLIEST
+from hub.delivery.subscription import Subscription
 from hub.message import Message
 from tests.support.hubs import HubClient, MakeHub
 from tests.support.redis_server import RedisServer
