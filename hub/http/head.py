@@ -8,15 +8,29 @@ no Content-Length beside Transfer-Encoding). We only read what it reports.
 
 from __future__ import annotations
 
+import re
 import time
 from email.utils import formatdate
 from http import HTTPStatus
+from typing import Literal, NamedTuple
 
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDictProxy
 from yarl import URL
 
 from hub.errors import HubError, MalformedHead, NotSupported, VersionNotSupported
+
+# The body the front reads itself, and the media type of its answers to publishes.
+JSON = "application/json"
+# Heads larger than this go to aiohttp and its limits (a long query string is answered there).
+MAX_HEAD = 8192
+_TARGET = re.compile(rb"/events(\?[\x21-\x22\x24-\x7e]*)?")
+# Requests with these are passed on: a body, a protocol change, or a browser's (CORS).
+_PASSED_ON = ("Content-Length", "Transfer-Encoding", "Upgrade", "Expect")
+_PUBLISH_PASSED_ON = ("Transfer-Encoding", "Content-Encoding", "Upgrade", "Expect", "Origin")
+# aiohttp's own limits: a head beyond them is passed on for aiohttp to refuse.
+_MAX_FIELD = 8190
+_MAX_FIELDS = 128
 
 
 class _Complete(Exception):
@@ -145,6 +159,85 @@ def refusal(head: Head) -> HubError | None:
         # As nginx: only plain chunked bodies; `identity, chunked` and the like smuggle.
         return NotSupported("only Transfer-Encoding: chunked is supported")
     return None
+
+
+def _served_here(head: Head) -> Literal["stream", "publish"] | None:
+    """ "stream" or "publish" for the requests the front serves itself; None to pass on."""
+    if head.version != "1.1" or len(head.fields) > _MAX_FIELDS or head.duplicated():
+        return None  # any header twice: aiohttp decides what that means
+    if any(len(name) + len(value) + 2 > _MAX_FIELD for name, value in head.fields):
+        return None
+    headers = head.headers
+    if head.method == "GET" and _TARGET.fullmatch(head.target):
+        return None if any(name in headers for name in _PASSED_ON) else "stream"
+    if head.method != "POST" or head.target != b"/publish":
+        return None
+    if any(name in headers for name in _PUBLISH_PASSED_ON):
+        return None
+    length = headers.get("Content-Length", "")
+    if not (length.isdigit() and length.isascii()) or len(length) > 18:
+        return None
+    if headers.get("Content-Type", "").lower() != JSON:
+        return None  # NDJSON, parameters, anything else: aiohttp reads it
+    head.length = int(length)
+    return "publish"
+
+
+class Request(NamedTuple):
+    """The next request on a connection, as far as the front has read it."""
+
+    # Who serves it: the front ("stream", "publish"), or "aiohttp"; "body" while the
+    # body of a publish the front serves is still on its way.
+    by: Literal["stream", "publish", "aiohttp", "body"]
+    head: Head | None = None
+    body: bytes = b""
+    size: int = 0  # its bytes at the start of the buffer (a stream's: its head)
+
+
+_AIOHTTP = Request("aiohttp")
+
+
+class RequestReader:
+    """Reads a connection's next request from the bytes received so far: the head as llhttp
+    reads it, then a JSON publish's body once all of it is here (only its length is checked
+    until then). Raises the HubError the front answers a refused head with."""
+
+    __slots__ = ("_body", "_fed", "_reader")
+
+    def __init__(self) -> None:
+        self._reader: HeadReader | None = None
+        self._fed = 0  # how much of the buffer the head's reader has been fed
+        self._body: tuple[Head, int, int] | None = None  # a head, where its body starts, ends
+
+    def read(self, buffer: bytearray, max_body: int) -> Request | None:
+        """The request at the start of `buffer`; None while more bytes are needed."""
+        if self._body is not None:
+            waiting, start, size = self._body
+            if len(buffer) < size:
+                return None
+            self._body = None
+            return Request("publish", waiting, bytes(buffer[start:size]), size)
+        if self._reader is None:
+            self._reader, self._fed = HeadReader(), 0
+        head = self._reader.feed(bytes(buffer[self._fed :]))
+        self._fed = len(buffer)
+        if head is None:
+            return _AIOHTTP if len(buffer) > MAX_HEAD else None
+        self._reader = None
+        error = refusal(head)
+        if error is not None:
+            raise error
+        end = head_end(buffer)
+        by = _served_here(head) if end <= MAX_HEAD else None
+        if by == "stream":
+            return Request(by, head, size=end)
+        if by is None or head.length > max_body:
+            return _AIOHTTP  # aiohttp answers (413 for a body over the limit)
+        size = end + head.length
+        if len(buffer) >= size:
+            return Request(by, head, bytes(buffer[end:size]), size)
+        self._body = (head, end, size)
+        return Request("body", head)
 
 
 class _Date:

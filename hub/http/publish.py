@@ -1,14 +1,16 @@
 """`POST /publish` at the HTTP edge: bodies and NDJSON lines read, answers written.
 
 The publishing itself (authorization, idempotency, batches, the broker) is
-`hub.delivery.publishing`, shared with the lean front. aiohttp's handler
-serves every publish the front passes on.
+`hub.delivery.publishing`. aiohttp's handler serves every publish the lean
+front passes on; `answer` is the front's whole answer to a JSON publish it
+read itself, its errors rendered as aiohttp's are (`hub.http.problem`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import NamedTuple
 
 from aiohttp import web
 
@@ -18,11 +20,15 @@ from hub.delivery.publishing import (
     idempotency_key,
     publish_json,
     publish_lines,
+    publish_request,
 )
-from hub.errors import PayloadTooLarge, UnsupportedMediaType
+from hub.errors import HubError, PayloadTooLarge, UnsupportedMediaType
+from hub.http.head import JSON, answer_head
+from hub.http.problem import CONTENT_TYPE as PROBLEM
+from hub.http.problem import error_answer
 from hub.http.state import HUB, Hub
+from hub.requestview import RequestView
 
-JSON = "application/json"
 NDJSON = "application/x-ndjson"
 
 
@@ -74,3 +80,33 @@ async def _line_groups(request: web.Request, limit: int) -> AsyncIterator[list[b
             raise PayloadTooLarge(f"a line is over {limit} bytes")
     if buffer:
         yield [bytes(buffer)]
+
+
+class Answer(NamedTuple):
+    """The front's answer to a publish: what it writes, and what it logs and does after."""
+
+    status: int
+    data: bytes  # the head and the body
+    close: bool  # the connection closes once it is written
+
+
+async def answer(
+    hub: Hub, request: RequestView, body: bytes, closing: Callable[[], bool]
+) -> Answer:
+    """Publishes a whole `application/json` request the front read and makes its answer;
+    an error is the same problem+json aiohttp's middleware answers. The connection closes
+    after it when the client asked, the hub failed unexpectedly, or the front is `closing`
+    once the publish is done.
+    """
+    close = "close" in request.headers.get("Connection", "").lower()
+    try:
+        content = await counted(hub, publish_request(hub, request, body))
+        status, content_type = 200, JSON
+        headers: dict[str, str] = {}
+    except Exception as exc:
+        status, headers, content = error_answer(exc, "POST /publish")
+        content_type = PROBLEM
+        close = close or (status >= 500 and not isinstance(exc, HubError))
+    close = close or closing()
+    head = answer_head(status, content_type, len(content), headers, close)
+    return Answer(status, head + content, close)

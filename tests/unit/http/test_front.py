@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 
 from hub.errors import MalformedHead
+from hub.http import connection as connection_module
 from hub.http import front as front_module
-from hub.http.front import Front, _Connection, _served_here
-from hub.http.head import HeadReader, refusal
+from hub.http.connection import Connection
+from hub.http.front import Front
+from hub.http.head import HeadReader, _served_here, refusal
 from hub.logs import redact
 from tests.support.hubs import HubClient, MakeHub
 
@@ -24,7 +26,7 @@ def _front(hub: HubClient) -> Front:
     return hub.client.server.front
 
 
-def _streams(hub: HubClient) -> set[_Connection]:
+def _streams(hub: HubClient) -> set[Connection]:
     """The connections the front streams events on now."""
     return {c for c in _front(hub).connections if c.streaming}
 
@@ -363,7 +365,7 @@ async def test_a_publish_whose_client_leaves_still_happens(hub: HubClient) -> No
 async def test_an_idle_keep_alive_connection_is_closed(
     hub: HubClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(front_module, "KEEP_ALIVE", 0.2)
+    monkeypatch.setattr(connection_module, "KEEP_ALIVE", 0.2)
     reader, writer = await _raw(hub, _post(hub.publisher_token(), _message("ned", "x")))
     await _answer(reader)
     assert await asyncio.wait_for(reader.read(), 10) == b""
@@ -393,7 +395,7 @@ async def _refused(reader: asyncio.StreamReader, status: int) -> None:
 
 @pytest.fixture
 def quick_deadlines(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(front_module, "HEAD_TIMEOUT", 0.3)
+    monkeypatch.setattr(connection_module, "HEAD_TIMEOUT", 0.3)
     monkeypatch.setattr(front_module, "SWEEP", 0.1)
 
 
@@ -445,7 +447,7 @@ async def test_a_head_after_a_connect_aiohttp_answered_is_still_watched(hub: Hub
 async def test_heads_the_front_refuses_are_answered_at_once(
     hub: HubClient, monkeypatch: pytest.MonkeyPatch, request_: bytes, status: int
 ) -> None:
-    monkeypatch.setattr(front_module, "HEAD_TIMEOUT", 600.0)  # an answer is not the timeout's
+    monkeypatch.setattr(connection_module, "HEAD_TIMEOUT", 600.0)  # an answer is not the timeout's
     reader, writer = await _raw(hub, request_)
     await _refused(reader, status)
     writer.close()
@@ -475,7 +477,7 @@ async def test_a_publisher_that_never_reads_its_answers_is_dropped(
     make_hub: MakeHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hub = await make_hub()
-    monkeypatch.setattr(front_module, "send_timeout", lambda settings: 0.3)
+    monkeypatch.setattr(connection_module, "send_timeout", lambda settings: 0.3)
     monkeypatch.setattr(front_module, "SWEEP", 0.1)
     _reader, writer, transport = await _backed_up(hub)
     writer.write(_post(None, b"{}") * 2000)  # unauthorized: each answer is a problem
