@@ -8,8 +8,9 @@ stream cannot stall the others. One timer serves every stream's heartbeat.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
-from collections.abc import Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from typing import Any
 
 from hub.broker import Broker, Entry
@@ -36,6 +37,15 @@ class FanOut:
         if len(confirmations) == 1:
             return confirmations[0]  # most streams: no gathering future needed
         return asyncio.gather(*confirmations)
+
+    @contextlib.asynccontextmanager
+    async def registered(self, sub: Subscription) -> AsyncIterator[asyncio.Future[Any]]:
+        """`sub` registered for the block, however the block ends; yields `add`'s future."""
+        subscribed = self.add(sub)
+        try:
+            yield subscribed
+        finally:
+            self.remove(sub)
 
     def wait_subscribed(self, subscribed: asyncio.Future[Any], wait: float) -> asyncio.Future[bool]:
         """True once `subscribed` succeeds; False if it fails or about `wait` seconds pass

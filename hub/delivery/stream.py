@@ -76,19 +76,23 @@ async def timed_write(write: Awaitable[None], timeout: float, abort: Callable[[]
 async def open_stream(hub: Engine, opening: Opening, sink: Sink) -> None:
     """Runs one admitted stream until it ends; errors after the headers only end it."""
     settings = hub.settings
-    channels = opening.channels
     sub = Subscription(
-        channels, settings.stream_queue_size, hub.metrics, settings.stream_queue_bytes
+        opening.channels, settings.stream_queue_size, hub.metrics, settings.stream_queue_bytes
     )
     sub.start_from(opening.last_event_id)
     # Subscribed first: live entries are held by the subscription until it is settled.
-    subscribed = hub.fanout.add(sub)
-    try:
+    async with hub.fanout.registered(sub) as subscribed:
         await _settle(hub, sub, subscribed)
         await sink.start()
-    except BaseException:
-        hub.fanout.remove(sub)
-        raise
+        await _serve(hub, opening, sub, sink, subscribed)
+    await sink.finish()
+
+
+async def _serve(
+    hub: Engine, opening: Opening, sub: Subscription, sink: Sink, subscribed: asyncio.Future[Any]
+) -> None:
+    """The stream once its response has started: opened, run, and closed."""
+    settings = hub.settings
     loop = asyncio.get_running_loop()
     sub.abort = sink.abort
     sub.attach(sink.direct, loop.time)
@@ -97,7 +101,7 @@ async def open_stream(hub: Engine, opening: Opening, sink: Sink) -> None:
         sub.deadline = loop.time() + (opening.subscriber.expires_at - time.time())
     hub.metrics.open_streams.inc()
     opened = time.monotonic()
-    log.info("stream opened", extra={"user": user, "channels": list(channels)})
+    log.info("stream opened", extra={"user": user, "channels": list(sub.channels)})
     if hub.draining:
         sub.close(Close.SHUTDOWN)  # the drain began while this stream was being set up
     try:
@@ -112,7 +116,6 @@ async def open_stream(hub: Engine, opening: Opening, sink: Sink) -> None:
         # the client reconnects and resumes from its last id.
         log.exception("stream failed", extra={"user": user})
     finally:
-        hub.fanout.remove(sub)
         hub.metrics.open_streams.dec()
         log.info(
             "stream closed",
@@ -123,7 +126,6 @@ async def open_stream(hub: Engine, opening: Opening, sink: Sink) -> None:
                 "reason": sub.closed or "client",
             },
         )
-    await sink.finish()
 
 
 async def _settle(hub: Engine, sub: Subscription, subscribed: asyncio.Future[Any]) -> None:

@@ -392,3 +392,20 @@ async def test_a_resync_of_some_channels_reaches_only_the_streams_that_follow_th
     assert [sub.resyncs - before[sub] for sub in (ann, bob, cat)] == [1, 1, 0]
     fanout.resync()  # None: every stream
     assert [sub.resyncs - before[sub] for sub in (ann, bob, cat)] == [2, 2, 1]
+
+
+async def test_a_registration_ends_with_its_block_however_it_ends() -> None:
+    fanout = FanOut(MemoryBroker(Settings()))
+    sub = Subscription(("user:ann", "topic:news"), 100)
+
+    async def fail_while_registered() -> None:
+        async with fanout.registered(sub) as subscribed:
+            await subscribed
+            assert fanout.streams == {sub}
+            raise RuntimeError("the response could not start")
+
+    with pytest.raises(RuntimeError):
+        await fail_while_registered()
+    assert fanout.streams == set()
+    fanout.resync(["user:ann", "topic:news"])
+    assert sub.resyncs == 0  # no channel still leads to it
