@@ -36,6 +36,7 @@ class SlotMap(Protocol):
     def options(self, address: Address) -> dict[str, Any]: ...
     def refresh(self) -> asyncio.Task[bool]: ...
 
+
 # How often the slot map is read while all is well, and while a link is down.
 CHECK_INTERVAL = 5.0
 REPAIR_INTERVAL = 0.5
