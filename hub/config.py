@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from hub.errors import ConfigError
 from hub.redisurl import parse_topology
@@ -60,6 +61,19 @@ class Settings:
     subscriber_jwt_algorithm: str = "HS256"
     publisher_jwt_key: str = ""
     publisher_jwt_algorithm: str = "HS256"
+    # An identity provider's JWKS URL instead of a key: the token's `kid` picks the key.
+    subscriber_jwks_url: str = ""
+    publisher_jwks_url: str = ""
+    # When set, a token's `aud` must name one of these and its `iss` must be this;
+    # when no audience is set, a token carrying an `aud` is accepted all the same.
+    subscriber_jwt_audience: tuple[str, ...] = ()
+    subscriber_jwt_issuer: str = ""
+    publisher_jwt_audience: tuple[str, ...] = ()
+    publisher_jwt_issuer: str = ""
+    # Where a subscriber token holds the user id and the topic grants: dotted claim paths,
+    # the longest claim name that exists tried first at each level.
+    subscriber_claim_user: str = "sub"
+    subscriber_claim_topics: str = "topics"
     # Seconds of clock skew allowed on `exp`, `nbf` and `iat` (an identity provider's clock).
     jwt_leeway: float = 0.0
     cookie_name: str = "hub_token"
@@ -151,6 +165,7 @@ class Settings:
 
     def _check_keys(self) -> None:
         for kind in ("subscriber", "publisher"):
+            self._check_provider(kind)
             algorithm = getattr(self, f"{kind}_jwt_algorithm")
             if algorithm not in _ALGORITHMS:
                 raise InvalidSetting(
@@ -171,6 +186,25 @@ class Settings:
                 "must differ from HUB_SUBSCRIBER_JWT_KEY "
                 "(else whoever signs subscriber tokens can sign publisher tokens)",
             )
+
+    def _check_provider(self, kind: str) -> None:
+        url: str = getattr(self, f"{kind}_jwks_url")
+        if url:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise InvalidSetting(
+                    f"{kind}_jwks_url", "must be an http(s) URL of a JWKS document"
+                )
+            if getattr(self, f"{kind}_jwt_key"):
+                raise InvalidSetting(
+                    f"{kind}_jwks_url",
+                    f"set either {_env(kind + '_jwt_key')} or this, not both",
+                )
+        if kind == "subscriber":
+            for name in ("subscriber_claim_user", "subscriber_claim_topics"):
+                path: str = getattr(self, name)
+                if not path or path != path.strip():
+                    raise InvalidSetting(name, "must be a claim name or a dotted path of them")
 
     @property
     def uses_redis(self) -> bool:

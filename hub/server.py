@@ -33,7 +33,7 @@ def with_keys(settings: Settings) -> tuple[Settings, bool]:
     """Random keys for this run when none are configured: nothing signed elsewhere is accepted."""
     missing: dict[str, Any] = {}
     for kind in ("subscriber", "publisher"):
-        if not getattr(settings, f"{kind}_jwt_key"):
+        if not getattr(settings, f"{kind}_jwt_key") and not getattr(settings, f"{kind}_jwks_url"):
             if not getattr(settings, f"{kind}_jwt_algorithm").startswith("HS"):
                 raise ConfigError(
                     f"HUB_{kind.upper()}_JWT_KEY: required with a public-key algorithm"
@@ -43,6 +43,13 @@ def with_keys(settings: Settings) -> tuple[Settings, bool]:
 
 
 def _announce_dev_keys(settings: Settings) -> None:
+    if settings.subscriber_jwks_url or settings.publisher_jwks_url:
+        # One kind's keys are an identity provider's: no ready-made pair to print.
+        log.warning(
+            "a JWKS URL for one kind of token but no key for the other: a random key for "
+            "this run only (set HUB_SUBSCRIBER_JWT_KEY/HUB_PUBLISHER_JWT_KEY or the JWKS URL)"
+        )
+        return
     base = f"http://127.0.0.1:{settings.port}"
     subscriber = mint(
         settings.subscriber_jwt_key, settings.subscriber_jwt_algorithm, sub="alice", topics=["*"]
@@ -80,9 +87,8 @@ def check(settings: Settings, flags: Collection[str] = ()) -> None:
     """What would stop the hub as it starts, found before anything starts (and before
     workers fork, each of which would fail the same way): its keys, and its address.
     `flags`: the settings given as command-line options, named so in errors."""
-    for kind in ("subscriber", "publisher"):  # as create_app builds them
-        key = getattr(settings, f"{kind}_jwt_key")
-        TokenVerifier(key, getattr(settings, f"{kind}_jwt_algorithm"), kind)
+    for kind in ("subscriber", "publisher"):  # as create_app builds them (keys not fetched)
+        TokenVerifier.for_settings(settings, kind)
     try:
         addresses = socket.getaddrinfo(
             settings.host or None, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE

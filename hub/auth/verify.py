@@ -1,10 +1,16 @@
 """JWT verification for subscribers and publishers, and minting for development.
 
 Subscribers and publishers have separate keys, so a token of one kind never
-works as the other. Only the configured algorithm is accepted (never `none`).
-PyJWT decides, except for plain HS* tokens (`hub.auth.quickjwt`); either way the
-time claims are then read and checked here, as PyJWT compares them, so that a
-remembered token is held to exactly the same `exp`, `nbf` and `iat`.
+works as the other. The key is a configured one (only the configured algorithm
+is accepted, never `none`) or an identity provider's, picked by `kid` from its
+JWKS URL (`hub.auth.jwks`: fetched in the background, never while a request
+waits). PyJWT decides, except for plain HS* tokens (`hub.auth.quickjwt`); either
+way the time claims are then read and checked here, as PyJWT compares them, so
+that a remembered token is held to exactly the same `exp`, `nbf` and `iat`.
+
+`aud` and `iss` are checked when an audience or issuer is configured; when no
+audience is, a token carrying an `aud` is accepted all the same. The user id
+and topic grants are read at configurable claim paths (`claim_at`).
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from hub.auth.jwks import JwksKeys
 from hub.auth.quickjwt import QuickHS
 from hub.channels import valid_name
+from hub.config import Settings
 from hub.errors import ConfigError, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -42,8 +50,37 @@ class Publisher:
     grants: tuple[str, ...]
 
 
+# What `claim_at` finds at a path that leads nowhere.
+MISSING: Any = object()
+
+
+def claim_at(claims: Mapping[str, Any], path: str) -> Any:
+    """The claim at a dotted `path`, or `MISSING`.
+
+    Claim names may hold dots themselves (`https://example.com/claims`), so at
+    each level the longest name that exists is tried first: the whole remaining
+    path as one name, then the path cut at its last dot, and so on, descending
+    into an object; a branch that leads nowhere falls back to the next shorter
+    name. `https://example.com/claims.topics` thus finds a top-level claim of
+    that whole name, else `topics` inside `https://example.com/claims`, else
+    `com/claims.topics` inside `https://example` inside … .
+    """
+    if path in claims:
+        return claims[path]
+    cut = len(path)
+    while (cut := path.rfind(".", 0, cut)) > 0:
+        inner = claims.get(path[:cut], MISSING)
+        if isinstance(inner, Mapping):
+            found = claim_at(inner, path[cut + 1 :])
+            if found is not MISSING:
+                return found
+    return MISSING
+
+
 def _grants(claims: dict[str, Any], claim: str) -> tuple[str, ...]:
-    value = claims.get(claim, [])
+    value = claim_at(claims, claim)
+    if value is MISSING:
+        value = []
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
@@ -135,23 +172,74 @@ class TokenVerifier:
     (seconds) is allowed on `exp`, `nbf` and `iat` alike, as PyJWT applies it.
     """
 
-    def __init__(self, key: str, algorithm: str, kind: str, leeway: float = 0.0) -> None:
+    def __init__(
+        self,
+        key: str,
+        algorithm: str,
+        kind: str,
+        leeway: float = 0.0,
+        *,
+        jwks: JwksKeys | None = None,
+        audience: Sequence[str] = (),
+        issuer: str = "",
+        claim_user: str = "sub",
+        claim_topics: str = "topics",
+    ) -> None:
         setting = f"HUB_{kind.upper()}_JWT_KEY"
-        if not key:
-            raise ConfigError(f"{setting}: no {kind} key configured")
-        self._key = _prepared(load_key(key, algorithm, setting), algorithm, setting)
+        self._jwks = jwks
+        if jwks is None:
+            if not key:
+                raise ConfigError(f"{setting}: no {kind} key configured")
+            self._key = _prepared(load_key(key, algorithm, setting), algorithm, setting)
         self._algorithm = algorithm
         self._kind = kind
         self._leeway = leeway
-        self._quick = QuickHS(key, algorithm) if QuickHS.supports(algorithm) else None
+        self._audience = list(audience) or None
+        self._issuer = issuer or None
+        self._claim_user = claim_user
+        self._claim_topics = claim_topics
+        self._require_sub = kind == "subscriber" and claim_user == "sub"
+        # The quick path knows nothing of `aud`, `iss` or a provider's keys.
+        plain = jwks is None and self._audience is None and self._issuer is None
+        self._quick = QuickHS(key, algorithm) if plain and QuickHS.supports(algorithm) else None
         self._verified: dict[str, tuple[Any, TimeClaims]] = {}
+        self._generation = 0
+
+    @classmethod
+    def for_settings(cls, settings: Settings, kind: str) -> TokenVerifier:
+        """The verifier of `kind` ("subscriber" or "publisher") the settings describe."""
+        url: str = getattr(settings, f"{kind}_jwks_url")
+        return cls(
+            getattr(settings, f"{kind}_jwt_key"),
+            getattr(settings, f"{kind}_jwt_algorithm"),
+            kind,
+            leeway=settings.jwt_leeway,
+            jwks=JwksKeys(url, kind) if url else None,
+            audience=getattr(settings, f"{kind}_jwt_audience"),
+            issuer=getattr(settings, f"{kind}_jwt_issuer"),
+            claim_user=settings.subscriber_claim_user if kind == "subscriber" else "sub",
+            claim_topics=settings.subscriber_claim_topics,
+        )
+
+    @property
+    def jwks(self) -> JwksKeys | None:
+        return self._jwks
+
+    async def start(self) -> None:
+        """Fetch an identity provider's keys, if this verifier uses one, and keep them fresh."""
+        if self._jwks is not None:
+            await self._jwks.start()
+
+    async def close(self) -> None:
+        if self._jwks is not None:
+            await self._jwks.close()
 
     def claims(self, token: str) -> dict[str, Any]:
         """The claims of `token` if it is accepted now; Unauthorized otherwise."""
         return self._verify(token)[0]
 
     def _verify(self, token: str) -> tuple[dict[str, Any], TimeClaims]:
-        claims = self._quick.claims(token, self._kind == "subscriber") if self._quick else None
+        claims = self._quick.claims(token, self._require_sub) if self._quick else None
         if claims is None:
             claims = self._decode(token)
         times = TimeClaims.of(claims)
@@ -167,12 +255,19 @@ class TokenVerifier:
         # would fail to encode a lone surrogate (undecodable bytes in a header) as UTF-8.
         if not token.isascii():
             raise Unauthorized(f"invalid {self._kind} token: not a JWT")
+        key, algorithm = self._key_for(token) if self._jwks else (self._key, self._algorithm)
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                self._key,
-                algorithms=[self._algorithm],
-                options={"require": ["sub"] if self._kind == "subscriber" else []},
+                key,
+                algorithms=[algorithm],
+                options={
+                    "require": ["sub"] if self._require_sub else [],
+                    # No audience configured: a token's `aud` is not held against it.
+                    "verify_aud": self._audience is not None,
+                },
+                audience=self._audience,
+                issuer=self._issuer,
                 leeway=self._leeway,
             )
         except jwt.ExpiredSignatureError:
@@ -188,8 +283,25 @@ class TokenVerifier:
             raise Unauthorized(f"invalid {self._kind} token") from None
         return claims
 
+    def _key_for(self, token: str) -> tuple[Any, str]:
+        """The provider's key the token's `kid` names, and its one algorithm."""
+        assert self._jwks is not None
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized(f"invalid {self._kind} token: {exc}") from None
+        except Exception as exc:
+            log.debug("%s token header unreadable: %s", self._kind, type(exc).__name__)
+            raise Unauthorized(f"invalid {self._kind} token") from None
+        found = self._jwks.key(kid)
+        return found.key, found.algorithm_name
+
     def _remembered(self, token: str) -> Any:
         """What `token` verified to before, with its time claims checked now; None if new."""
+        if self._jwks is not None and self._jwks.generation != self._generation:
+            # The provider removed or changed a key: what it verified is no longer trusted.
+            self._verified.clear()
+            self._generation = self._jwks.generation
         known = self._verified.get(token)
         if known is None:
             return None
@@ -210,12 +322,14 @@ class TokenVerifier:
         if isinstance(known, Subscriber):
             return known
         claims, times = self._verify(token)
-        user = claims.get("sub")
+        user = claim_at(claims, self._claim_user)
         if not valid_name(user):
-            raise Unauthorized("claim 'sub' must be a user id matching [A-Za-z0-9_.@:-]{1,128}")
+            raise Unauthorized(
+                f"claim {self._claim_user!r} must be a user id matching [A-Za-z0-9_.@:-]{{1,128}}"
+            )
         subscriber = Subscriber(
             user=str(user),
-            topic_grants=_grants(claims, "topics"),
+            topic_grants=_grants(claims, self._claim_topics),
             expires_at=None if times.exp is None else times.exp + self._leeway,
         )
         self._remember(token, subscriber, times)

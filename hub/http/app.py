@@ -27,18 +27,8 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
         settings=settings,
         broker=broker,
         fanout=FanOut(broker),
-        subscriber_tokens=TokenVerifier(
-            settings.subscriber_jwt_key,
-            settings.subscriber_jwt_algorithm,
-            "subscriber",
-            leeway=settings.jwt_leeway,
-        ),
-        publisher_tokens=TokenVerifier(
-            settings.publisher_jwt_key,
-            settings.publisher_jwt_algorithm,
-            "publisher",
-            leeway=settings.jwt_leeway,
-        ),
+        subscriber_tokens=TokenVerifier.for_settings(settings, "subscriber"),
+        publisher_tokens=TokenVerifier.for_settings(settings, "publisher"),
         metrics=Metrics(),
         cors=Cors(settings.cors_origins),
     )
@@ -50,6 +40,9 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
         handler_args={"max_line_size": MAX_REQUEST_LINE},
     )
     app[HUB] = hub
+    # An identity provider's keys: fetched at start-up and kept fresh in the background.
+    app.on_startup.append(_start_tokens)
+    app.on_cleanup.append(_close_tokens)
     app.router.add_get("/events", events.events)
     app.router.add_post("/publish", publish.publish)
     cors = hub.cors
@@ -70,6 +63,16 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
 
 
 _TIMER = web.AppKey("timer", asyncio.Task[None])
+
+
+async def _start_tokens(app: web.Application) -> None:
+    for verifier in (app[HUB].subscriber_tokens, app[HUB].publisher_tokens):
+        await verifier.start()
+
+
+async def _close_tokens(app: web.Application) -> None:
+    for verifier in (app[HUB].subscriber_tokens, app[HUB].publisher_tokens):
+        await verifier.close()
 
 
 async def _start(app: web.Application) -> None:

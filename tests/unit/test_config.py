@@ -271,3 +271,91 @@ def test_a_bad_topology_url_is_a_bad_setting(url: str, reason: str) -> None:
     with pytest.raises(ConfigError, match=reason) as caught:
         Settings(redis_url=url)
     assert "HUB_REDIS_URL" in str(caught.value)
+
+
+IDP = "https://idp.example/.well-known/jwks.json"
+
+
+def test_identity_provider_settings_are_read() -> None:
+    settings = load_settings(
+        environ={
+            "HUB_SUBSCRIBER_JWKS_URL": IDP,
+            "HUB_PUBLISHER_JWKS_URL": "http://127.0.0.1:9999/jwks",
+            "HUB_SUBSCRIBER_JWT_AUDIENCE": "api://hub, api://other",
+            "HUB_SUBSCRIBER_JWT_ISSUER": "https://idp.example/",
+            "HUB_PUBLISHER_JWT_AUDIENCE": "api://publish",
+            "HUB_PUBLISHER_JWT_ISSUER": "https://idp.example/",
+            "HUB_SUBSCRIBER_CLAIM_USER": "https://example.com/claims.uid",
+            "HUB_SUBSCRIBER_CLAIM_TOPICS": "https://example.com/claims.topics",
+        }
+    )
+    assert settings.subscriber_jwks_url == IDP
+    assert settings.subscriber_jwt_audience == ("api://hub", "api://other")
+    assert settings.publisher_jwt_audience == ("api://publish",)
+    assert settings.subscriber_jwt_issuer == settings.publisher_jwt_issuer == "https://idp.example/"
+    assert settings.subscriber_claim_user == "https://example.com/claims.uid"
+    assert settings.subscriber_claim_topics == "https://example.com/claims.topics"
+    defaults = Settings()
+    assert (defaults.subscriber_claim_user, defaults.subscriber_claim_topics) == ("sub", "topics")
+    assert defaults.subscriber_jwt_audience == defaults.publisher_jwt_audience == ()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"HUB_SUBSCRIBER_JWKS_URL": "ftp://idp.example/jwks"},
+            "HUB_SUBSCRIBER_JWKS_URL: must be an http(s) URL of a JWKS document",
+        ),
+        (
+            {"HUB_PUBLISHER_JWKS_URL": "idp.example/jwks"},
+            "HUB_PUBLISHER_JWKS_URL: must be an http(s) URL of a JWKS document",
+        ),
+        (
+            {"HUB_SUBSCRIBER_JWKS_URL": IDP, "HUB_SUBSCRIBER_JWT_KEY": LONG_KEY},
+            "HUB_SUBSCRIBER_JWKS_URL: set either HUB_SUBSCRIBER_JWT_KEY or this, not both",
+        ),
+        (
+            {"HUB_SUBSCRIBER_CLAIM_USER": ""},
+            "HUB_SUBSCRIBER_CLAIM_USER: must be a claim name or a dotted path of them",
+        ),
+        (
+            {"HUB_SUBSCRIBER_CLAIM_TOPICS": " topics"},
+            "HUB_SUBSCRIBER_CLAIM_TOPICS: must be a claim name or a dotted path of them",
+        ),
+    ],
+)
+def test_bad_identity_provider_settings_stop_with_one_line(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(environ=env)
+    assert str(error.value) == message
+
+
+def test_a_jwks_url_in_the_config_file_is_named_as_its_entry(tmp_path: Path) -> None:
+    config = tmp_path / "hub.toml"
+    config.write_text('subscriber_jwks_url = "file:///etc/passwd"\n')
+    with pytest.raises(ConfigError, match=r"hub\.toml: subscriber_jwks_url: must be an http"):
+        load_settings(config, environ={})
+    config.write_text(f'publisher_jwks_url = "{IDP}"\npublisher_jwt_audience = ["a", "b"]\n')
+    settings = load_settings(config, environ={})
+    assert (settings.publisher_jwks_url, settings.publisher_jwt_audience) == (IDP, ("a", "b"))
+
+
+def test_the_identity_provider_variables_are_settings_not_strays() -> None:
+    names = [
+        "HUB_SUBSCRIBER_JWKS_URL",
+        "HUB_PUBLISHER_JWKS_URL",
+        "HUB_SUBSCRIBER_JWT_AUDIENCE",
+        "HUB_SUBSCRIBER_JWT_ISSUER",
+        "HUB_PUBLISHER_JWT_AUDIENCE",
+        "HUB_PUBLISHER_JWT_ISSUER",
+        "HUB_SUBSCRIBER_CLAIM_USER",
+        "HUB_SUBSCRIBER_CLAIM_TOPICS",
+    ]
+    assert stray_variables(dict.fromkeys(names, "x")) == []
+    assert stray_variables({"HUB_SUBSCRIBER_JWKS_ULR": "x"}) == [
+        "HUB_SUBSCRIBER_JWKS_ULR is not a setting and is ignored; "
+        "did you mean HUB_SUBSCRIBER_JWKS_URL?"
+    ]

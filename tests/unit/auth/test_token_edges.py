@@ -42,9 +42,9 @@ class Kind:
     kind: str
     algorithm: str
 
-    def verifier(self, **options: float) -> TokenVerifier:
+    def verifier(self, leeway: float = 0.0) -> TokenVerifier:
         key = _RSA_PUBLIC if self.algorithm == "RS256" else HS_KEY
-        return TokenVerifier(key, self.algorithm, self.kind, **options)
+        return TokenVerifier(key, self.algorithm, self.kind, leeway=leeway)
 
     def sign(self, payload: str) -> str:
         """`payload` (JSON text, taken as written) signed as this kind's issuer would."""
