@@ -1,6 +1,6 @@
 """Admission of a stream request: the token, the topics, the per-user stream limit.
 
-Shared by aiohttp's handler and the lean front (`hub.http.front`), so both refuse and
+Shared by aiohttp's handler and the lean front (`hub.http.connection`), so both refuse and
 accept exactly the same requests.
 """
 

@@ -1,7 +1,7 @@
 """An open event stream: subscribe, take its positions, backfill, then stream live.
 
 The bytes go through a `Sink`: aiohttp's streaming response, or the lean
-front's own connection (`hub.http.front`); the stream's logic is the same for both.
+front's own connection (`hub.http.sink`); the stream's logic is the same for both.
 """
 
 from __future__ import annotations
