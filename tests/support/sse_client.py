@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import ClientPayloadError, ClientResponse
 
@@ -121,3 +123,17 @@ class SSEStream:
 
     def close(self) -> None:
         self.response.close()
+
+
+def datas(events: list[Event]) -> list[str]:
+    return [e.data for e in events]
+
+
+def told(event: Event) -> tuple[str, Any]:
+    """An event's name and its data read as JSON (`hub.reset` carries JSON)."""
+    return (event.event, json.loads(event.data))
+
+
+def lost_reset(*channels: str) -> tuple[str, dict[str, Any]]:
+    """What `told` makes of `hub.reset` with reason `history_lost` for `channels`."""
+    return ("hub.reset", {"reason": "history_lost", "channels": list(channels)})

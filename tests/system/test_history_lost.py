@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 from collections.abc import AsyncIterator, Coroutine
@@ -23,20 +22,7 @@ from redis.asyncio import Redis
 
 from tests.support.hubs import HubClient, MakeHub
 from tests.support.redis_server import RedisServer
-from tests.support.sse_client import Event, SSEStream
-
-
-def _datas(events: list[Event]) -> list[str]:
-    return [e.data for e in events]
-
-
-def _reset(*channels: str) -> tuple[str, dict[str, Any]]:
-    return ("hub.reset", {"reason": "history_lost", "channels": list(channels)})
-
-
-def _told(event: Event) -> tuple[str, dict[str, Any]]:
-    return (event.event, json.loads(event.data))
-
+from tests.support.sse_client import Event, SSEStream, datas, lost_reset, told
 
 # -- real losses on real redis-server processes -----------------------------------------------
 
@@ -135,7 +121,7 @@ async def _lose_two(make_hub: MakeHub, pair: Pair, user: str) -> tuple[HubClient
     await pair.partition()
     for n in range(4, 6):
         await old.send(f"e{n}", users=[user])
-    assert _datas(await _next(stream, 5)) == ["e1", "e2", "e3", "e4", "e5"]
+    assert datas(await _next(stream, 5)) == ["e1", "e2", "e3", "e4", "e5"]
     stream.close()
     await pair.promote()
     new = await make_hub(redis_url=pair.replica.url, key_prefix=old.settings.key_prefix)
@@ -150,8 +136,8 @@ async def test_lost_entries_whose_offsets_were_reused_are_told(
         await _send(hub, f"n{n}", users=["lea"])
     resumed = await hub.subscribe("lea", last_event_id=last_id)
     reset, *rest = await _next(resumed, 7)
-    assert _told(reset) == _reset("user:lea")
-    assert _datas(rest) == ["e1", "e2", "e3", "n4", "n5", "n6"]
+    assert told(reset) == lost_reset("user:lea")
+    assert datas(rest) == ["e1", "e2", "e3", "n4", "n5", "n6"]
     await _nothing_more(hub, resumed, "lea")
     resumed.close()
 
@@ -162,8 +148,8 @@ async def test_a_cursor_ahead_of_the_promoted_primary_is_told(
     hub, last_id = await _lose_two(make_hub, pair, "max")
     resumed = await hub.subscribe("max", last_event_id=last_id)
     reset, *rest = await _next(resumed, 4)
-    assert _told(reset) == _reset("user:max")
-    assert _datas(rest) == ["e1", "e2", "e3"]
+    assert told(reset) == lost_reset("user:max")
+    assert datas(rest) == ["e1", "e2", "e3"]
     await _nothing_more(hub, resumed, "max")  # at offset 4 again: sent, not dropped
     resumed.close()
 
@@ -175,7 +161,7 @@ async def test_a_failover_that_lost_nothing_resumes_without_a_reset(
     stream = await old.subscribe("ned")
     for n in range(1, 4):
         await old.send(f"e{n}", users=["ned"])
-    assert _datas(await _next(stream, 3)) == ["e1", "e2", "e3"]
+    assert datas(await _next(stream, 3)) == ["e1", "e2", "e3"]
     stream.close()
     await pair.synced()
     await pair.promote()
@@ -201,7 +187,7 @@ async def test_only_the_channel_that_lost_entries_is_told(make_hub: MakeHub, pai
     await pair.synced()
     await pair.partition()
     await old.send("u2", users=["ola"])  # acknowledged, received, then lost
-    assert _datas(await _next(stream, 3)) == ["t1", "u1", "u2"]
+    assert datas(await _next(stream, 3)) == ["t1", "u1", "u2"]
     stream.close()
     await pair.promote()
     hub = await make_hub(redis_url=pair.replica.url, key_prefix=old.settings.key_prefix)
@@ -209,9 +195,9 @@ async def test_only_the_channel_that_lost_entries_is_told(make_hub: MakeHub, pai
     await _send(hub, "t2", topics=["news"])
     resumed = await hub.subscribe("ola", topics=["news"], last_event_id=stream.last_id)
     reset, *rest = await _next(resumed, 4)
-    assert _told(reset) == _reset("user:ola")
-    assert sorted(_datas(rest)) == ["n2", "t2", "u1"]
-    assert _datas(rest).index("u1") < _datas(rest).index("n2")
+    assert told(reset) == lost_reset("user:ola")
+    assert sorted(datas(rest)) == ["n2", "t2", "u1"]
+    assert datas(rest).index("u1") < datas(rest).index("n2")
     await _nothing_more(hub, resumed, "ola")
     resumed.close()
 
@@ -288,15 +274,15 @@ async def test_an_open_stream_is_told_when_its_hub_fails_over(
         await pair.partition()
         for n in range(4, 6):
             await hub.send(f"e{n}", users=["pia"])
-        assert _datas(await _next(stream, 5)) == ["e1", "e2", "e3", "e4", "e5"]
+        assert datas(await _next(stream, 5)) == ["e1", "e2", "e3", "e4", "e5"]
         await pair.promote()
         switch.target = pair.replica.port
         switch.cut()
         for n in range(4, 7):
             await _send(hub, f"n{n}", users=["pia"])
         reset, *rest = await _next(stream, 7)
-        assert _told(reset) == _reset("user:pia")
-        assert _datas(rest) == ["e1", "e2", "e3", "n4", "n5", "n6"]
+        assert told(reset) == lost_reset("user:pia")
+        assert datas(rest) == ["e1", "e2", "e3", "n4", "n5", "n6"]
         await _nothing_more(hub, stream, "pia")
         stream.close()
     finally:

@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from hub.broker import Broker, Entry, HistoryPage, Idempotency, LiveSink
 from hub.delivery.cursor import Position, channel_tag, decode, encode_part
 from hub.delivery.resume import EARLIEST
 from hub.delivery.subscription import Subscription
 from hub.message import Message
-from tests.support.sse_client import Event
+from tests.support.sse_client import Event, datas, lost_reset, told
 
 EPOCH = 7
 
@@ -114,29 +112,17 @@ async def _backfill(
     return sub, events
 
 
-def _datas(events: list[Event]) -> list[str]:
-    return [e.data for e in events]
-
-
-def _reset(*channels: str) -> tuple[str, dict[str, Any]]:
-    return ("hub.reset", {"reason": "history_lost", "channels": list(channels)})
-
-
-def _told(event: Event) -> tuple[str, dict[str, Any]]:
-    return (event.event, json.loads(event.data))
-
-
 async def test_a_lost_entry_whose_offset_was_reused_is_told_then_all_retained_follows() -> None:
     primary = Primary()
     for n in range(1, 6):
         primary.write("user:a", f"a{n}")
     _, seen = await _backfill(primary, ("user:a",), EARLIEST)
-    assert _datas(seen) == ["a1", "a2", "a3", "a4", "a5"]
+    assert datas(seen) == ["a1", "a2", "a3", "a4", "a5"]
     primary.fail_over("user:a", 2)
     primary.write("user:a", "n4", "n5", "n6")
     sub, events = await _backfill(primary, ("user:a",), seen[-1].id)
-    assert _told(events[0]) == _reset("user:a")
-    assert _datas(events[1:]) == ["a1", "a2", "a3", "n4", "n5", "n6"]
+    assert told(events[0]) == lost_reset("user:a")
+    assert datas(events[1:]) == ["a1", "a2", "a3", "n4", "n5", "n6"]
     stamp = primary.channels["user:a"].stamp
     assert decode(events[-1].id)[channel_tag("user:a")] == Position(EPOCH, 6, stamp)
     assert sub.cursor() == events[-1].id
@@ -149,8 +135,8 @@ async def test_a_cursor_past_the_top_is_history_lost() -> None:
     _, seen = await _backfill(primary, ("user:a",), EARLIEST)
     primary.fail_over("user:a", 2)
     _, events = await _backfill(primary, ("user:a",), seen[-1].id)
-    assert _told(events[0]) == _reset("user:a")
-    assert _datas(events[1:]) == ["a1", "a2", "a3"]
+    assert told(events[0]) == lost_reset("user:a")
+    assert datas(events[1:]) == ["a1", "a2", "a3"]
 
 
 async def test_nothing_lost_means_no_reset_and_an_old_cursor_gains_its_stamp() -> None:
@@ -163,7 +149,7 @@ async def test_nothing_lost_means_no_reset_and_an_old_cursor_gains_its_stamp() -
     # Cursors made before stamps existed: not checked, and stamped from here on.
     tag = channel_tag("user:a")
     _, events = await _backfill(primary, ("user:a",), encode_part(tag, Position(EPOCH, 2)))
-    assert _datas(events) == ["a3"]
+    assert datas(events) == ["a3"]
     sub, events = await _backfill(primary, ("user:a",), encode_part(tag, Position(EPOCH, 3)))
     assert events == []
     assert decode(sub.cursor())[tag] == Position(EPOCH, 3, primary.channels["user:a"].stamp)
@@ -179,8 +165,8 @@ async def test_the_entry_after_a_trimmed_one_still_tells_the_loss() -> None:
         primary.write("user:a", f"n{n}")
     primary.trim("user:a", 3)  # a1, a2 and n3 (at the cursor's offset) are gone
     _, events = await _backfill(primary, ("user:a",), seen[-1].id)
-    assert _told(events[0]) == _reset("user:a")
-    assert _datas(events[1:]) == ["n4", "n5", "n6"]
+    assert told(events[0]) == lost_reset("user:a")
+    assert datas(events[1:]) == ["n4", "n5", "n6"]
 
 
 async def test_a_failover_between_pages_is_told_in_the_next_round() -> None:
@@ -196,9 +182,9 @@ async def test_a_failover_between_pages_is_told_in_the_next_round() -> None:
 
     primary.before_read = fail_over_once
     _, events = await _backfill(primary, ("user:a",), EARLIEST, page_size=2)
-    assert _datas(events[:4]) == ["a1", "a2", "a3", "a4"]
-    assert _told(events[4]) == _reset("user:a")
-    assert _datas(events[5:]) == ["a1", "a2", "a3", "n4", "n5"]
+    assert datas(events[:4]) == ["a1", "a2", "a3", "a4"]
+    assert told(events[4]) == lost_reset("user:a")
+    assert datas(events[5:]) == ["a1", "a2", "a3", "n4", "n5"]
 
 
 async def test_a_failover_that_lost_only_unsent_entries_is_no_gap() -> None:
@@ -230,8 +216,8 @@ async def test_only_the_channel_that_lost_entries_is_listed() -> None:
     primary.write("user:a", "n2")
     primary.write("topic:t", "t2")
     _, events = await _backfill(primary, channels, seen[-1].id)
-    assert _told(events[0]) == _reset("user:a")
-    assert sorted(_datas(events[1:])) == ["a1", "n2", "t2"]
+    assert told(events[0]) == lost_reset("user:a")
+    assert sorted(datas(events[1:])) == ["a1", "n2", "t2"]
 
 
 async def test_positions_from_now_and_from_live_entries_carry_stamps() -> None:
@@ -258,9 +244,9 @@ async def test_a_trim_between_pages_is_told_in_the_next_round() -> None:
 
     primary.before_read = trim_once
     _, events = await _backfill(primary, ("user:a",), EARLIEST, page_size=2)
-    assert _datas(events[:2]) == ["a1", "a2"]
-    assert _told(events[2]) == ("hub.reset", {"reason": "history_trimmed", "channels": ["user:a"]})
-    assert _datas(events[3:]) == ["a5", "a6"]
+    assert datas(events[:2]) == ["a1", "a2"]
+    assert told(events[2]) == ("hub.reset", {"reason": "history_trimmed", "channels": ["user:a"]})
+    assert datas(events[3:]) == ["a5", "a6"]
 
 
 async def test_history_emptied_between_pages_is_told_and_the_cursor_moves_to_the_top() -> None:
@@ -275,8 +261,8 @@ async def test_history_emptied_between_pages_is_told_and_the_cursor_moves_to_the
 
     primary.before_read = trim_once
     sub, events = await _backfill(primary, ("user:a",), EARLIEST, page_size=2)
-    assert _datas(events[:2]) == ["a1", "a2"]
-    assert [_told(e) for e in events[2:]] == [
+    assert datas(events[:2]) == ["a1", "a2"]
+    assert [told(e) for e in events[2:]] == [
         ("hub.reset", {"reason": "history_trimmed", "channels": ["user:a"]})
     ]
     assert decode(sub.cursor())[channel_tag("user:a")] == Position(EPOCH, 6)
