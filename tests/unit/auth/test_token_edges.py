@@ -214,7 +214,9 @@ def test_a_token_with_anything_in_it_is_a_token_or_unauthorized(
         except Unauthorized:
             pass
         else:
-            assert token == good
+            # PyJWT (and so the verifier, held to it in test_quickjwt) also accepts a segment
+            # with its exact base64 padding: the same token, spelt padded.
+            assert token.replace("=", "") == good
 
 
 # Through HTTP: raw bytes on a socket (a client library would refuse to send them).
