@@ -200,6 +200,12 @@ class Settings:
                     f"{kind}_jwks_url",
                     f"set either {_env(kind + '_jwt_key')} or this, not both",
                 )
+            if self.demo_tokens:
+                raise InvalidSetting(
+                    "demo_tokens",
+                    f"needs {_env(kind + '_jwt_key')}: the hub cannot sign tokens "
+                    "that an identity provider issues",
+                )
         if kind == "subscriber":
             for name in ("subscriber_claim_user", "subscriber_claim_topics"):
                 path: str = getattr(self, name)

@@ -117,7 +117,6 @@ class FanOut:
         for sub in subs:
             sub.request_resync()
 
-    def close_all(self, reason: str) -> None:
-        close = Close(reason)  # the HTTP side passes the string
+    def close_all(self, reason: Close) -> None:
         for sub in self.streams:
-            sub.close(close)
+            sub.close(reason)

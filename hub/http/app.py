@@ -12,6 +12,7 @@ from hub.auth.verify import TokenVerifier
 from hub.broker import Broker, create_broker
 from hub.config import MAX_REQUEST_LINE, Settings
 from hub.delivery.fanout import FanOut
+from hub.delivery.reasons import Close
 from hub.http import demo, events, health, openapi, publish
 from hub.http.cors import Cors
 from hub.http.problem import problem_middleware
@@ -88,7 +89,7 @@ async def _drain(app: web.Application) -> None:
     hub = app[HUB]
     hub.draining = True
     log.info("draining: closing %d open stream(s)", len(hub.fanout.streams))
-    hub.fanout.close_all("shutdown")
+    hub.fanout.close_all(Close.SHUTDOWN)
 
 
 async def _close(app: web.Application) -> None:

@@ -316,6 +316,11 @@ def test_identity_provider_settings_are_read() -> None:
             "HUB_SUBSCRIBER_JWKS_URL: set either HUB_SUBSCRIBER_JWT_KEY or this, not both",
         ),
         (
+            {"HUB_PUBLISHER_JWKS_URL": IDP, "HUB_DEMO_TOKENS": "true"},
+            "HUB_DEMO_TOKENS: needs HUB_PUBLISHER_JWT_KEY: the hub cannot sign tokens that an "
+            "identity provider issues",
+        ),
+        (
             {"HUB_SUBSCRIBER_CLAIM_USER": ""},
             "HUB_SUBSCRIBER_CLAIM_USER: must be a claim name or a dotted path of them",
         ),
