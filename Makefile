@@ -1,25 +1,37 @@
-# One entry point for people, README and CI. `make test` and `make run` set up
-# everything they need (a virtualenv in .venv) on first use.
+# One entry point for people, README and CI. `make run` and `make test` set up
+# what they need (a virtualenv in .venv) on first use: `make run` only what the hub
+# needs to run (~80 MB); `make test`, `lint`, `test-fast`, `format` and `bench` add
+# the development tools (pytest, mypy, ruff, Playwright, matplotlib…; ~600 MB).
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install run test test-fast lint format check bench clean
+.PHONY: install install-runtime run test test-fast lint format check bench clean
 
 # The Compose specification's JSON schema, as shipped in docker-compose 1.29.2's
 # wheel (data only; not installed), for the test that validates docker-compose.yml.
 COMPOSE_SCHEMA_WHEEL := docker-compose==1.29.2
 
-$(BIN)/.installed: pyproject.toml
+$(VENV)/pyvenv.cfg:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
-	$(BIN)/python -m pip download -q --no-deps -d $(VENV)/compose-schema $(COMPOSE_SCHEMA_WHEEL)
+
+# What the hub needs to run: the package and its dependencies, no extras.
+$(BIN)/.runtime: pyproject.toml | $(VENV)/pyvenv.cfg
+	$(BIN)/python -m pip install -q -e .
 	touch $@
 
-install: $(BIN)/.installed
+# Everything: the runtime and the dev extras (tests, linters, benchmarks).
+$(BIN)/.installed: pyproject.toml | $(VENV)/pyvenv.cfg
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip download -q --no-deps -d $(VENV)/compose-schema $(COMPOSE_SCHEMA_WHEEL)
+	touch $@ $(BIN)/.runtime
 
-run: install  ## the hub on the embedded broker (set HUB_REDIS_URL for Redis)
+install: $(BIN)/.installed  ## everything: the runtime and the development tools
+
+install-runtime: $(BIN)/.runtime  ## only what the hub needs to run
+
+run: $(BIN)/.runtime  ## the hub on the embedded broker (set HUB_REDIS_URL for Redis)
 	$(BIN)/hub serve
 
 test: install  ## every test; a private redis-server is started by the fixtures
