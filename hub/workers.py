@@ -4,7 +4,9 @@ Each worker is a whole hub with its own event loop, fan-out and Redis
 connections; the kernel spreads new connections over them. Workers share
 nothing but Redis, which is why several need Redis. The parent only forks,
 restarts a worker that died (and gives up on one that keeps dying as it
-starts), and passes SIGTERM/SIGINT on for a clean drain.
+starts), and passes SIGTERM/SIGINT on for a clean drain. It also gives the
+workers one metrics directory, so that any worker's /metrics covers them all
+(`hub.metrics.shared_directory`), and tells it when a worker has ended.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import sys
 import time
 from collections.abc import Callable
 from types import FrameType
+
+from hub import metrics
 
 log = logging.getLogger("hub")
 
@@ -84,6 +88,10 @@ class Supervisor:
         """0 once stopped by SIGTERM or SIGINT; 1 if a worker kept dying as it started."""
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        with metrics.shared_directory() as directory:
+            return self._supervise(directory)
+
+    def _supervise(self, metrics_directory: str) -> int:
         for number in range(self._count):
             self._fork(number)
         quick_deaths: dict[int, int] = {}  # worker number -> quick deaths in a row
@@ -103,6 +111,7 @@ class Supervisor:
                 time.sleep(0.2)
                 continue
             number, started = self._workers.pop(pid)
+            metrics.worker_ended(pid, metrics_directory)
             if self._stopping:
                 continue
             code = os.waitstatus_to_exitcode(status)

@@ -12,12 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.hub_process import HubProcess
 from tests.support.hubs import PUBLISHER_KEY, StartHub
 from tests.support.processes import PUBLISHER, hub_env, open_stream
 from tests.support.redis_server import RedisServer
 from tests.support.serve import run_hub
+from tests.support.sse_client import SSEStream
 
 
 def _children(hub: HubProcess) -> set[int]:
@@ -170,3 +172,105 @@ def test_a_worker_dying_as_it_starts_five_times_in_a_row_stops_the_hub() -> None
         "worker 0 exited with 1 as it started, 5 times in a row: stopping the hub"
     )
     assert log.count("worker 1 started") == 1
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def _scrape(hub: HubProcess) -> Samples:
+    """One scrape over a new connection: any worker may answer it."""
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session,
+        session.get(f"{hub.url}/metrics") as response,
+    ):
+        assert response.status == 200
+        text = await response.text()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def _total(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def _until_scraped(
+    hub: HubProcess, check: Callable[[Samples], bool], what: str, timeout: float = 20
+) -> Samples:
+    deadline = time.monotonic() + timeout
+    while not check(samples := await _scrape(hub)):
+        assert time.monotonic() < deadline, f"{what}: {samples}"
+        await asyncio.sleep(0.1)
+    return samples
+
+
+async def test_one_scrape_covers_every_worker(
+    start_hub: StartHub, redis_server: RedisServer
+) -> None:
+    hub = _workers(start_hub, redis_server, "workers4:")
+    workers = _children(hub)
+    users = [f"m{n}" for n in range(16)]
+    async with aiohttp.ClientSession() as session:
+        streams = [await open_stream(session, hub, user) for user in users]
+        on = {pid: _sockets(pid) for pid in workers}  # streams spread over both workers
+        # Each publish on its own connection: the kernel spreads them over both workers.
+        published = 30
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as fresh:
+            for n in range(published):
+                body = {"users": [users[n % len(users)]], "data": n}
+                async with fresh.post(f"{hub.url}/publish", json=body, headers=PUBLISHER) as answer:
+                    assert answer.status == 200
+        for n, stream in enumerate(streams):
+            expected = [str(m) for m in range(n, published, len(users))]
+            assert [event.data for event in await stream.take(len(expected))] == expected
+        # Whichever worker answers, every scrape counts both workers' publishes, streams and
+        # deliveries (written to the shared files within a second).
+        for _ in range(6):
+            samples = await _until_scraped(
+                hub,
+                lambda s: _total(s, "hub_events_delivered_total") == published,
+                "deliveries of both workers",
+            )
+            assert _total(samples, "hub_publishes_total", outcome="ok") == published
+            assert _total(samples, "hub_publish_latency_seconds_count") == published
+            assert _total(samples, "hub_open_streams") == len(users)
+            # Process metrics: one series per live worker, by pid.
+            for name in ("process_resident_memory_bytes", "process_cpu_seconds_total"):
+                assert _pids(samples, name) == workers, name
+            for pid in workers:
+                assert _total(samples, "process_open_fds", pid=str(pid)) >= on[pid]
+        # A worker killed: its streams end and no longer count (livesum), its publishes do.
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        _until(lambda: victim not in _children(hub) and len(_children(hub)) == 2, "replaced")
+        body = {"users": users, "data": "after"}
+        async with session.post(f"{hub.url}/publish", json=body, headers=PUBLISHER) as answer:
+            assert answer.status == 200
+        alive = [stream for stream in streams if await _alive(stream)]
+        assert 0 < len(alive) < len(users)
+        samples = await _until_scraped(
+            hub,
+            lambda s: _total(s, "hub_open_streams") == len(alive),
+            "open streams of the live workers only",
+        )
+        assert _total(samples, "hub_publishes_total", outcome="ok") == published + 1
+        # The replacement's process metrics once it has started; none left of the dead one.
+        samples = await _until_scraped(
+            hub, lambda s: _pids(s, "process_open_fds") == _children(hub), "the new worker's"
+        )
+        assert victim not in _pids(samples, "process_cpu_seconds_total")
+        for stream in streams:
+            stream.close()
+
+
+def _pids(samples: Samples, name: str) -> set[int]:
+    return {int(dict(labels)["pid"]) for (n, labels) in samples if n == name}
+
+
+async def _alive(stream: SSEStream) -> bool:
+    try:
+        return (await stream.next()).data == "after"
+    except EOFError:
+        return False

@@ -82,3 +82,14 @@ async def test_slow_consumers_and_broker_reconnects_are_counted(
             while _value(await _samples(hub), "hub_broker_reconnects_total") < 1:
                 await asyncio.sleep(0.02)
         listening.close()
+
+
+async def test_process_metrics(hub: HubClient) -> None:
+    """The process's own CPU, memory and open file descriptors (prometheus-client's process
+    collector, from /proc), without a pid label: one process, one series each."""
+    samples = await _samples(hub)
+    assert _value(samples, "process_resident_memory_bytes") > 0
+    assert _value(samples, "process_open_fds") > 0
+    assert _value(samples, "process_max_fds") > 0
+    assert _value(samples, "process_cpu_seconds_total") > 0
+    assert _value(samples, "process_start_time_seconds") > 0
