@@ -5,13 +5,16 @@ validated against the Compose specification's schema."""
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import signal
 import subprocess
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import jsonschema
@@ -19,6 +22,7 @@ import pytest
 import yaml
 
 from hub.auth.verify import mint
+from hub.config import load_settings
 from tests.support.hub_process import HubProcess
 from tests.support.hubs import PUBLISHER_KEY, SUBSCRIBER_KEY, StartHub
 from tests.support.logcheck import check_log, refuse_all, refused_requests
@@ -108,6 +112,11 @@ async def _publish(session: aiohttp.ClientSession, url: str, data: object) -> No
 
 async def test_events_pass_nginx_unbuffered_and_survive_a_replica(stack: Stack) -> None:
     async with aiohttp.ClientSession() as session:
+        # config/hub.toml is production's: no demo page (nor its login).
+        async with session.get(f"{stack.url}/") as page:
+            assert page.status == 404
+        async with session.post(f"{stack.url}/demo/login", json={"user": "x"}) as login:
+            assert login.status in (404, 405)
         stream = await _open(session, stack.url)
         # Unbuffered: each event arrives before the next one is published.
         for n in range(5):
@@ -137,16 +146,97 @@ def test_compose_file_follows_the_compose_specification() -> None:
     assert services["nginx"]["depends_on"]["hub"]["condition"] == "service_healthy"
     assert "healthcheck" in services["redis"]
     assert services["nginx"]["ports"] == ["8080:8080"]
+    assert_ready_healthcheck(services["hub"])
     with pytest.raises(jsonschema.ValidationError):
         validator.validate({"services": {"x": {"deploy": {"replicas": "two"}}}})
+
+
+def assert_ready_healthcheck(hub: dict[str, Any]) -> None:
+    """The hub's compose healthcheck asks /readyz: ready, not only running."""
+    test = hub["healthcheck"]["test"]
+    assert test[0] == "CMD"
+    assert "http://127.0.0.1:8080/readyz" in " ".join(test)
 
 
 def test_dockerfile_runs_as_non_root_with_a_healthcheck() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert text.startswith("FROM python:3.12-slim")
     assert "\nUSER hub\n" in text
-    assert "HEALTHCHECK" in text
-    assert "/healthz" in text
+    [healthcheck] = [line for line in text.splitlines() if line.strip().startswith("CMD [")][:1]
+    assert "http://127.0.0.1:8080/readyz" in healthcheck
+    assert "/healthz" not in text
+
+
+def _run_lines(text: str) -> list[str]:
+    """The Dockerfile's instructions, continuation lines joined."""
+    return [line.strip() for line in text.replace("\\\n", " ").splitlines() if line.strip()]
+
+
+def test_dockerfile_installs_the_locked_dependencies_then_the_hub_alone() -> None:
+    lines = _run_lines((ROOT / "Dockerfile").read_text())
+    copy_lock = lines.index("COPY requirements.lock ./")
+    [locked] = [n for n, line in enumerate(lines) if "-r requirements.lock" in line]
+    [hub] = [n for n, line in enumerate(lines) if "pip install" in line and " ." in line]
+    assert copy_lock < locked < lines.index("COPY hub ./hub") < hub
+    assert "--require-hashes" in lines[locked]
+    assert "--no-deps ." in lines[hub]
+
+
+def _requirement_name(text: str) -> str:
+    name = re.match(r"[A-Za-z0-9._-]+", text.strip())
+    assert name, text
+    return re.sub(r"[-_.]+", "-", name[0]).lower()
+
+
+def test_the_lock_pins_every_runtime_dependency_with_hashes() -> None:
+    """requirements.lock (pip-compile --generate-hashes from pyproject.toml): every runtime
+    dependency of the hub, exactly one version each, with the hashes pip checks."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {_requirement_name(dependency) for dependency in project["dependencies"]}
+    text = (ROOT / "requirements.lock").read_text()
+    pins: dict[str, str] = {}
+    for block in re.split(r"\n(?=[A-Za-z])", text):
+        head = block.split(" \\", 1)[0].split(";", 1)[0].strip()
+        if head.startswith("#") or not head:
+            continue
+        name, equals, version = head.partition("==")
+        assert equals, f"{head}: not pinned"
+        assert re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", version), head
+        assert "--hash=sha256:" in block, f"{head}: no hash"
+        pins[_requirement_name(name)] = version
+    assert wanted <= set(pins), wanted - set(pins)
+    # The project itself is not in it: the image installs it with --no-deps.
+    assert _requirement_name(project["name"]) not in pins
+    # Minimum bounds of pyproject.toml hold for the pinned versions (a stale lock fails).
+    for dependency in project["dependencies"]:
+        bound = re.search(r">=([0-9][0-9.]*)", dependency)
+        if bound:
+            pinned = pins[_requirement_name(dependency)]
+            assert _release(pinned) >= _release(bound[1]), (dependency, pinned)
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:3])
+
+
+def test_env_example_names_every_variable_compose_reads() -> None:
+    example = (ROOT / ".env.example").read_text()
+    named = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", example, re.MULTILINE))
+    read = set()
+    for name in ("docker-compose.yml", "docker-compose.ha.yml"):
+        read |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (ROOT / name).read_text()))
+    assert read, "compose reads no variable?"
+    assert named == read
+    # Placeholders only: no key committed.
+    assert all(line.endswith("=") for line in example.splitlines() if re.match(r"[A-Z]", line))
+
+
+def test_production_config_turns_the_demo_page_off() -> None:
+    settings = load_settings(ROOT / "config" / "hub.toml", environ={})
+    assert settings.demo_page is False
+    assert settings.demo_tokens is False
+    for name in ("Dockerfile", "docker-compose.yml", "docker-compose.ha.yml"):
+        assert "hub.toml" in (ROOT / name).read_text(), name
 
 
 async def test_refused_requests_through_nginx_leave_no_credential_in_any_log(

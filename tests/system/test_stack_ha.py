@@ -93,7 +93,12 @@ def test_ha_compose_file_follows_the_compose_specification(tmp_path: Path) -> No
     assert set(compose["volumes"]) == {volume.split(":")[0] for volume in volumes}
     for service in services.values():
         assert service["restart"] == "unless-stopped"
-        assert "healthcheck" in service or "build" in service  # the Dockerfile has the hub's
+        assert "healthcheck" in service
+    # The hub is healthy once ready (broker answering, pub/sub live), not only running.
+    check = hub["healthcheck"]["test"]
+    assert check[0] == "CMD"
+    assert "http://127.0.0.1:8080/readyz" in " ".join(check)
+    assert "./config/hub.toml:/etc/hub/hub.toml:ro" in hub["volumes"]
 
     sentinel_conf = (ROOT / "config" / "sentinel.conf").read_text()
     monitor = next(line for line in local.sentinels[0].lines if line.startswith("sentinel monitor"))
