@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from hub import __version__
 from hub.auth.verify import mint
 from hub.client import HubClientError, Publisher, subscribe
-from hub.config import Settings, load_settings, stray_variables
+from hub.config import DEV_KEYS_FILE, Settings, load_settings, stray_variables, with_dev_keys
 from hub.errors import ConfigError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the hub")
-    serve.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
     serve.add_argument(
         "--workers", type=int, help="processes sharing the port (default 1; >1 needs Redis)"
@@ -36,7 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML settings file (default: $HUB_CONFIG)")
 
     token = commands.add_parser("token", help="print a signed JWT for development")
-    token.add_argument("--sub", required=True, help="subject: the user id (or publisher name)")
+    token.add_argument(
+        "--sub", "--user", required=True, help="subject: the user id (or publisher name)"
+    )
     token.add_argument(
         "--topics", help="subscriber: comma-separated topic globs, e.g. 'news,room:*'"
     )
@@ -71,11 +73,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _key(settings: Settings, kind: str, needed_for: str) -> str:
+    key: str = getattr(settings, f"{kind}_jwt_key")
+    if not key:
+        raise ConfigError(
+            f"HUB_{kind.upper()}_JWT_KEY: not set, nor in ./{DEV_KEYS_FILE} (which `hub serve` "
+            f"writes when it generates development keys); {needed_for}"
+        )
+    return key
+
+
 def _token(args: argparse.Namespace, settings: Settings) -> str:
     kind = "publisher" if args.publisher else "subscriber"
-    key = getattr(settings, f"{kind}_jwt_key")
-    if not key:
-        raise ConfigError(f"HUB_{kind.upper()}_JWT_KEY: not set; a token needs the hub's key")
+    key = _key(settings, kind, "a token needs the hub's key")
     algorithm = getattr(settings, f"{kind}_jwt_algorithm")
     if args.publisher:
         return mint(key, algorithm, sub=args.sub, publish=_split(args.publish), ttl=args.ttl)
@@ -83,9 +93,7 @@ def _token(args: argparse.Namespace, settings: Settings) -> str:
 
 
 def _signed(settings: Settings, kind: str, **claims: object) -> str:
-    key = getattr(settings, f"{kind}_jwt_key")
-    if not key:
-        raise ConfigError(f"HUB_{kind.upper()}_JWT_KEY: not set; the hub's key signs the request")
+    key = _key(settings, kind, "the hub's key signs the request")
     return mint(key, getattr(settings, f"{kind}_jwt_algorithm"), ttl=300, **claims)  # type: ignore[arg-type]
 
 
@@ -140,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"hub: {exc}", file=sys.stderr)
                 return 1
         _warn_stray_variables()
+        # Keys not configured: the development keys `hub serve` saved in this directory.
+        settings = with_dev_keys(settings)
         if args.command == "token":
             print(_token(args, settings))
             return 0

@@ -11,12 +11,20 @@ import os
 import secrets
 import signal
 import socket
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from hub import logs
 from hub.auth.verify import TokenVerifier, mint
-from hub.config import Settings, setting_name, stray_variables
+from hub.config import (
+    DEV_KEYS_FILE,
+    Settings,
+    read_dev_keys,
+    setting_name,
+    stray_variables,
+    unconfigured_keys,
+    write_dev_keys,
+)
 from hub.errors import ConfigError
 from hub.http.app import create_app
 from hub.http.serving import HubServer
@@ -29,28 +37,60 @@ class StartError(Exception):
     """The hub cannot listen where it is told to: one line, exit 1."""
 
 
-def with_keys(settings: Settings) -> tuple[Settings, bool]:
-    """Random keys for this run when none are configured: nothing signed elsewhere is accepted."""
-    missing: dict[str, Any] = {}
-    for kind in ("subscriber", "publisher"):
-        if not getattr(settings, f"{kind}_jwt_key") and not getattr(settings, f"{kind}_jwks_url"):
-            if not getattr(settings, f"{kind}_jwt_algorithm").startswith("HS"):
-                raise ConfigError(
-                    f"HUB_{kind.upper()}_JWT_KEY: required with a public-key algorithm"
-                )
-            missing[f"{kind}_jwt_key"] = secrets.token_urlsafe(32)
-    return dataclasses.replace(settings, **missing), bool(missing)
+def with_keys(
+    settings: Settings, saved: Mapping[str, str] | None = None
+) -> tuple[Settings, dict[str, str]]:
+    """Development keys for the kinds with no key and no JWKS URL configured: the `saved` ones
+    (a previous run's) where they fit, else random ones. Returns the settings and the keys
+    filled in, by setting name ({} when every key is configured)."""
+    missing = unconfigured_keys(settings)
+    for name in missing:
+        kind = name.removesuffix("_jwt_key")
+        if not getattr(settings, f"{kind}_jwt_algorithm").startswith("HS"):
+            raise ConfigError(f"HUB_{kind.upper()}_JWT_KEY: required with a public-key algorithm")
+    if not missing:
+        return settings, {}
+    # 64 random bytes, base64url: long enough for HS512, safe in a shell and a .env file.
+    keys: dict[str, Any] = {
+        name: (saved or {}).get(name) or secrets.token_urlsafe(64) for name in missing
+    }
+    try:
+        return dataclasses.replace(settings, **keys), keys
+    except ConfigError:  # a saved key too short for this algorithm, or both the same: new ones
+        keys = {name: secrets.token_urlsafe(64) for name in missing}
+        return dataclasses.replace(settings, **keys), keys
 
 
-def _announce_dev_keys(settings: Settings) -> None:
+def _keep_dev_keys(keys: Mapping[str, str], saved: Mapping[str, str]) -> str:
+    """Saves newly generated keys for the command line and the next start; says where they are
+    (never what they are)."""
+    where = os.path.abspath(DEV_KEYS_FILE)
+    if all(saved.get(name) == value for name, value in keys.items()):
+        return f"using the development keys saved to {where} earlier (delete it for new ones)"
+    try:
+        write_dev_keys(keys)
+    except OSError as exc:
+        return (
+            f"generated random keys for this run only (cannot save them to {where}: "
+            f"{(exc.strerror or str(exc)).lower()})"
+        )
+    return (
+        f"generated development keys, saved to {where} (mode 0600): `hub token`, `hub publish` "
+        "and `hub listen` run in this directory sign with them, and the next start reuses them"
+    )
+
+
+def _announce_dev_keys(settings: Settings, kept: str) -> None:
     if settings.subscriber_jwks_url or settings.publisher_jwks_url:
         # One kind's keys are an identity provider's: no ready-made pair to print.
         log.warning(
-            "a JWKS URL for one kind of token but no key for the other: a random key for "
-            "this run only (set HUB_SUBSCRIBER_JWT_KEY/HUB_PUBLISHER_JWT_KEY or the JWKS URL)"
+            "a JWKS URL for one kind of token but no key for the other: %s; "
+            "set HUB_SUBSCRIBER_JWT_KEY/HUB_PUBLISHER_JWT_KEY or the JWKS URL",
+            kept,
         )
         return
-    base = f"http://127.0.0.1:{settings.port}"
+    host = "127.0.0.1" if settings.host in ("", "0.0.0.0", "::") else settings.host
+    base = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
     subscriber = mint(
         settings.subscriber_jwt_key, settings.subscriber_jwt_algorithm, sub="alice", topics=["*"]
     )
@@ -58,8 +98,9 @@ def _announce_dev_keys(settings: Settings) -> None:
         settings.publisher_jwt_key, settings.publisher_jwt_algorithm, sub="dev", publish=["*"]
     )
     log.warning(
-        "no JWT keys configured: generated random keys for this run only "
-        "(set HUB_SUBSCRIBER_JWT_KEY and HUB_PUBLISHER_JWT_KEY to keep tokens valid)"
+        "no JWT keys configured: %s; set HUB_SUBSCRIBER_JWT_KEY and HUB_PUBLISHER_JWT_KEY "
+        "to use your own",
+        kept,
     )
     print(
         f"\nSubscriber token (user alice, all topics, 1 h):\n  {subscriber}\n"
@@ -70,6 +111,18 @@ def _announce_dev_keys(settings: Settings) -> None:
         """-d '{"users": ["alice"], "data": "hello"}'\n""",
         flush=True,
     )
+
+
+def _warn_demo_tokens(settings: Settings) -> None:
+    if settings.demo_tokens:
+        host = settings.host
+        log.warning(
+            "HUB_DEMO_TOKENS is on: anyone who can reach this hub (%s, port %d) can get tokens "
+            "for any user at POST /demo/login and read and publish anything; "
+            "for development only, never in production",
+            "every interface" if host in ("", "0.0.0.0", "::") else host,
+            settings.port,
+        )
 
 
 def event_loop(settings: Settings) -> asyncio.AbstractEventLoop:
@@ -120,7 +173,12 @@ def serve(settings: Settings, flags: Collection[str] = ()) -> int:
     logs.setup(settings.log_level, settings.log_format)
     for warning in stray_variables(os.environ):
         log.warning("%s", warning)
-    settings, generated = with_keys(settings)
+    try:
+        saved = read_dev_keys() if unconfigured_keys(settings) else {}
+    except ConfigError as exc:
+        log.warning("development keys not reused: %s", exc)
+        saved = {}
+    settings, dev_keys = with_keys(settings, saved)
     check(settings, flags)
     if settings.uses_redis:
         log.info("broker: Redis (key prefix %r)", settings.key_prefix)
@@ -129,8 +187,9 @@ def serve(settings: Settings, flags: Collection[str] = ()) -> int:
             "no HUB_REDIS_URL: using the embedded in-memory broker "
             "(one process only; history is lost on restart)"
         )
-    if generated:
-        _announce_dev_keys(settings)
+    if dev_keys:
+        _announce_dev_keys(settings, _keep_dev_keys(dev_keys, saved))
+    _warn_demo_tokens(settings)
     if settings.workers > 1:
         log.info("%d workers on port %d", settings.workers, settings.port)
         return Supervisor(

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import aiohttp
 import jwt
@@ -18,7 +23,7 @@ import pytest
 
 from tests.support.hubs import PUBLISHER_KEY, SUBSCRIBER_KEY, StartHub
 from tests.support.paths import ROOT
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, free_port
 from tests.support.serve import run_hub
 from tests.support.sse_client import SSEStream
 
@@ -58,7 +63,7 @@ async def _open_and_receive(
     return stream
 
 
-def test_token_command_signs_with_the_configured_keys() -> None:
+def test_token_command_signs_with_the_configured_keys(tmp_path: Path) -> None:
     claims = jwt.decode(
         _token("--sub", "alice", "--topics", "news, room:*"), SUBSCRIBER_KEY, algorithms=["HS256"]
     )
@@ -74,12 +79,13 @@ def test_token_command_signs_with_the_configured_keys() -> None:
     missing = subprocess.run(
         [sys.executable, "-m", "hub", "token", "--sub", "a"],
         env={"PATH": os.environ.get("PATH", "")},
+        cwd=tmp_path,  # no development keys saved here
         capture_output=True,
         text=True,
         timeout=30,
     )
     assert missing.returncode == 2
-    assert "HUB_SUBSCRIBER_JWT_KEY" in missing.stderr
+    assert "HUB_SUBSCRIBER_JWT_KEY: not set, nor in ./.hub-dev-keys" in missing.stderr
 
 
 async def test_sigterm_ends_open_streams_cleanly_and_exits_0(
@@ -111,25 +117,193 @@ async def test_sigterm_ends_open_streams_cleanly_and_exits_0(
     assert subscriber not in log, "tokens never appear in logs"
 
 
-async def test_first_run_with_nothing_configured(start_hub: StartHub) -> None:
+async def test_first_run_with_nothing_configured(
+    start_hub: StartHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where `hub serve` runs: its development keys are saved there
     hub = start_hub({})
     out = hub.stdout.read_text()
     err = hub.stderr.read_text()
     assert "in-memory broker" in err
-    assert "generated random keys" in err
+    assert f"generated development keys, saved to {tmp_path / '.hub-dev-keys'} (mode 0600)" in err
+    saved = tmp_path / ".hub-dev-keys"
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    keys = _saved_keys(saved)
+    assert set(keys) == {"HUB_SUBSCRIBER_JWT_KEY", "HUB_PUBLISHER_JWT_KEY"}
+    for key in keys.values():
+        assert len(key) >= 64  # enough for HS512 too
+        assert key not in out + err, "a key is never printed or logged"
     subscriber = re.search(r"Subscriber token[^\n]*\n\s+(\S+)", out)
     publisher = re.search(r"Publisher token[^\n]*\n\s+(\S+)", out)
     assert subscriber
     assert publisher
+    assert jwt.decode(subscriber[1], keys["HUB_SUBSCRIBER_JWT_KEY"], algorithms=["HS256"])
     async with aiohttp.ClientSession(hub.url) as session:
         response = await session.get(
             "/events", headers={"Authorization": f"Bearer {subscriber[1]}"}
         )
         (await _open_and_receive(session, response, publisher[1], "alice")).close()
-        # Keys are random per run: a token signed elsewhere is refused.
+        # Keys are random per directory: a token signed elsewhere is refused.
         forged = _token("--sub", "alice")
         refused = await session.get("/events", headers={"Authorization": f"Bearer {forged}"})
         assert refused.status == 401
+
+
+def _saved_keys(path: Path) -> dict[str, str]:
+    lines = [line for line in path.read_text().splitlines() if not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def _terminal(
+    *args: str, cwd: Path, url: str, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """`hub ARGS` as typed in a second terminal in `cwd`: no key in the environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "hub", *args],
+        env={"PATH": os.environ.get("PATH", ""), "HUB_URL": url},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _stream_status(url: str, token: str) -> int:
+    """The status a `GET /events` with `token` is answered with (the stream then closed)."""
+    try:
+        with urllib.request.urlopen(f"{url}/events?token={token}", timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
+def test_a_second_terminal_uses_the_development_keys_of_hub_serve(
+    start_hub: StartHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README's "From a terminal" after `make run`: `hub serve` generated its keys, and
+    `hub token`, `hub listen` and `hub publish` run as separate processes in the same
+    directory sign with them; the next `hub serve` there reuses them."""
+    monkeypatch.chdir(tmp_path)
+    port = free_port()
+    hub = start_hub({}, port)
+    token = _terminal("token", "--user", "alice", "--topics", "news", cwd=tmp_path, url=hub.url)
+    assert token.returncode == 0, token.stderr
+    subscriber = token.stdout.strip()
+    listener = subprocess.Popen(
+        [sys.executable, "-m", "hub", "listen", "--user", "alice", "--topic", "news", "--json"],
+        env={"PATH": os.environ.get("PATH", ""), "HUB_URL": hub.url},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    output = listener.stdout
+    assert output is not None
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            lines = pool.submit(lambda: [output.readline() for _ in range(2)])
+            deadline = time.monotonic() + 20
+            while "stream opened" not in hub.stderr.read_text():  # the listener is live
+                assert time.monotonic() < deadline, "the listener's stream did not open"
+                time.sleep(0.05)
+            sent = _terminal("publish", "--user", "alice", "hello", cwd=tmp_path, url=hub.url)
+            assert sent.returncode == 0, sent.stderr
+            assert json.loads(sent.stdout) == {"user:alice": "1-0"}
+            news = _terminal(
+                "publish", "--topic", "news", "--json", '{"title": "Hi"}',
+                cwd=tmp_path, url=hub.url,
+            )  # fmt: skip
+            assert news.returncode == 0, news.stderr
+            received = [json.loads(line) for line in lines.result(timeout=20)]
+        assert [(e["event"], e["data"]) for e in received] == [
+            ("message", "hello"),
+            ("message", '{"title":"Hi"}'),  # JSON data, compact
+        ]
+    finally:
+        listener.terminate()
+        listener.wait()
+        output.close()
+    assert _stream_status(hub.url, subscriber) == 200  # `hub token`'s token opens a stream
+
+    keys = _saved_keys(tmp_path / ".hub-dev-keys")
+    hub.process.kill()
+    hub.process.wait()
+    again = start_hub({}, port)  # the same keys: the token from the first run still works
+    assert "using the development keys saved to" in again.stderr.read_text()
+    assert _saved_keys(tmp_path / ".hub-dev-keys") == keys
+    assert _stream_status(again.url, subscriber) == 200
+    logs = hub.stderr.read_text() + again.stderr.read_text() + hub.stdout.read_text()
+    for key in keys.values():
+        assert key not in logs
+
+
+def test_configured_keys_are_never_saved(
+    start_hub: StartHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    start_hub(KEYS)
+    assert not (tmp_path / ".hub-dev-keys").exists()
+    # One key configured: only the generated one is saved, and the command line signs
+    # with the configured one for its kind.
+    start_hub({"HUB_SUBSCRIBER_JWT_KEY": SUBSCRIBER_KEY})
+    assert set(_saved_keys(tmp_path / ".hub-dev-keys")) == {"HUB_PUBLISHER_JWT_KEY"}
+    assert SUBSCRIBER_KEY not in (tmp_path / ".hub-dev-keys").read_text()
+    token = subprocess.run(
+        [sys.executable, "-m", "hub", "token", "--sub", "a"],
+        env={"PATH": os.environ.get("PATH", ""), "HUB_SUBSCRIBER_JWT_KEY": SUBSCRIBER_KEY},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert jwt.decode(token.stdout.strip(), SUBSCRIBER_KEY, algorithms=["HS256"])["sub"] == "a"
+
+
+def _serve_until_listening(env: dict[str, str], cwd: Path) -> str:
+    """`hub serve` with `env` and no HUB_HOST, stopped once it listens: its log."""
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "hub", "serve"],
+        env={"PATH": os.environ.get("PATH", ""), "HUB_PORT": str(free_port()), **env},
+        cwd=cwd,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    assert hub.stderr is not None
+    lines = []
+    try:
+        for line in hub.stderr:
+            lines.append(line)
+            if "listening on" in line:
+                break
+    finally:
+        hub.send_signal(signal.SIGTERM)
+        lines.extend(hub.stderr.read().splitlines(keepends=True))
+        hub.wait(15)
+        hub.stderr.close()
+    return "".join(lines)
+
+
+def test_the_development_hub_listens_on_this_machine_only(tmp_path: Path) -> None:
+    log = _serve_until_listening(KEYS, tmp_path)
+    assert re.search(r"INFO hub: listening on http://127\.0\.0\.1:\d+$", log, re.M), log
+    assert "HUB_DEMO_TOKENS" not in log
+    everywhere = _serve_until_listening({**KEYS, "HUB_HOST": "0.0.0.0"}, tmp_path)
+    assert "listening on http://0.0.0.0:" in everywhere, everywhere
+
+
+def test_demo_tokens_warn_at_start_up_that_anyone_can_read_and_publish(tmp_path: Path) -> None:
+    log = _serve_until_listening({**KEYS, "HUB_DEMO_TOKENS": "true"}, tmp_path)
+    [warning] = [line for line in log.splitlines() if "HUB_DEMO_TOKENS" in line]
+    assert "WARNING hub: HUB_DEMO_TOKENS is on: anyone who can reach this hub (127.0.0.1," in (
+        warning
+    )
+    assert "read and publish anything" in warning
+    assert "never in production" in warning
+    exposed = _serve_until_listening(
+        {**KEYS, "HUB_DEMO_TOKENS": "true", "HUB_HOST": "0.0.0.0"}, tmp_path
+    )
+    assert "anyone who can reach this hub (every interface," in exposed
 
 
 async def test_json_logs_have_one_line_per_stream_and_no_tokens(start_hub: StartHub) -> None:
