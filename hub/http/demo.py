@@ -25,7 +25,10 @@ async def login(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     settings = hub.settings
     if not settings.demo_tokens:
-        raise Forbidden("development tokens are off (demo_tokens = false)")
+        raise Forbidden(
+            "development tokens are off (demo_tokens = false); on a development hub, "
+            "HUB_DEMO_TOKENS=true make run turns them on"
+        )
     body = loads(await request.read())
     user = body.get("user") if isinstance(body, dict) else None
     if not valid_name(user):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Browser, Page, Playwright, async_playwright
 
 from hub.auth.verify import mint
 from tests.support.hub_process import HubProcess
@@ -28,6 +28,7 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+KEYS = {"HUB_SUBSCRIBER_JWT_KEY": SUBSCRIBER_KEY, "HUB_PUBLISHER_JWT_KEY": PUBLISHER_KEY}
 PUBLISHER = {"Authorization": f"Bearer {mint(PUBLISHER_KEY, 'HS256', sub='t', publish=['*'])}"}
 
 
@@ -121,3 +122,93 @@ async def test_dev_tokens_are_off_unless_enabled(start_hub: StartHub) -> None:
         async with session.post(f"{hub.url}/demo/login", json={"user": "eve"}) as response:
             assert response.status == 403
             assert "hub_token" not in response.cookies
+            assert "HUB_DEMO_TOKENS=true make run" in (await response.json())["detail"]
+
+
+async def _open_page(playwright: Playwright, hub: HubProcess) -> tuple[Browser, Page]:
+    browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+    page = await browser.new_page(viewport={"width": 1100, "height": 760})
+    await page.goto(hub.url + "/")
+    return browser, page
+
+
+async def _state(page: Page, state: str) -> None:
+    await page.wait_for_function(
+        "s => document.getElementById('state').textContent === s", arg=state, timeout=20000
+    )
+
+
+async def test_disconnect_publish_connect_shows_the_missed_event_once(start_hub: StartHub) -> None:
+    hub = start_hub({**KEYS, "HUB_DEMO_TOKENS": "true"})
+    async with async_playwright() as playwright:
+        browser, page = await _open_page(playwright, hub)
+        try:
+            await page.fill("#user", "alice")
+            await page.click("#connect")
+            await _state(page, "open")
+            assert await page.text_content("#resume") == "from now"
+            await _publish(hub, "one")
+            await _wait_shown(page, ["one"])
+
+            await page.click("#disconnect")
+            await _state(page, "closed")
+            await _publish(hub, "missed while disconnected")
+            await page.click("#connect")
+            await _state(page, "open")
+            assert (await page.text_content("#resume") or "").startswith("resuming after ")
+            await _wait_shown(page, ["one", "missed while disconnected"])
+            await _publish(hub, "live again")
+            await _wait_shown(page, ["one", "missed while disconnected", "live again"])
+            await page.wait_for_timeout(300)  # nothing arrives twice
+            assert await _shown(page) == ["one", "missed while disconnected", "live again"]
+            assert await page.text_content("#reconnects") == "0"  # Connect is no reconnect
+            assert await page.text_content("#reason") == ""
+        finally:
+            await browser.close()
+
+
+async def test_a_refused_stream_shows_the_hubs_reason(start_hub: StartHub) -> None:
+    hub = start_hub(KEYS)  # development tokens off: a pasted token
+    async with async_playwright() as playwright:
+        browser, page = await _open_page(playwright, hub)
+        try:
+            hint = await page.text_content("#dev-hint") or ""
+            assert "HUB_DEMO_TOKENS=true make run" in hint
+            forged = mint("another-key-that-is-long-enough-0123456789", "HS256", sub="alice")
+            await page.fill("#subscriber-token", forged)
+            await page.click("#connect")
+            await _state(page, "closed")
+            await page.wait_for_function("document.getElementById('reason').textContent !== ''")
+            detail = await _problem_detail(hub, forged)
+            assert await page.text_content("#reason") == f"refused: 401 {detail}"
+
+            granted_news = mint(SUBSCRIBER_KEY, "HS256", sub="alice", topics=["news"])
+            await page.fill("#subscriber-token", granted_news)
+            await page.fill("#topics", "secret")
+            await page.click("#connect")
+            await _state(page, "closed")
+            await page.wait_for_function(
+                "document.getElementById('reason').textContent.startsWith('refused: 403')"
+            )
+            detail = await _problem_detail(hub, granted_news, topic="secret")
+            assert await page.text_content("#reason") == f"refused: 403 {detail}"
+            assert "secret" in detail
+
+            await page.fill("#topics", "news")  # a good one clears the reason
+            await page.click("#connect")
+            await _state(page, "open")
+            assert await page.text_content("#reason") == ""
+        finally:
+            await browser.close()
+
+
+async def _problem_detail(hub: HubProcess, token: str, **params: str) -> str:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{hub.url}/events", params={"token": token, **params}) as answer,
+    ):
+        assert answer.status in (401, 403)
+        assert answer.content_type == "application/problem+json"
+        problem = await answer.json(content_type=None)
+        assert problem["detail"]
+        return str(problem["detail"])
