@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -81,9 +82,32 @@ def test_bad_file(tmp_path: Path) -> None:
         load_settings(tmp_path / "missing.toml", environ={})
 
 
+def _marked_for_production(text: str) -> set[str]:
+    """Keys whose comment block says "production:" (the file's own convention)."""
+    marked: set[str] = set()
+    comment: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            comment.append(line)
+        elif "=" in line:
+            if any("production:" in c for c in comment):
+                marked.add(line.split("=", 1)[0].strip())
+            comment = []
+        else:
+            comment = []
+    return marked
+
+
 def test_documented_example_config_loads() -> None:
+    """config/hub.toml shows every default, except the keys it marks "production:"."""
     example = ROOT / "config" / "hub.toml"
-    assert load_settings(example, environ={}) == Settings()
+    loaded = load_settings(example, environ={})
+    defaults = Settings()
+    differing = {
+        name for name in dataclasses.asdict(defaults) if getattr(loaded, name) != getattr(defaults, name)
+    }
+    assert differing == _marked_for_production(example.read_text())
+    assert (loaded.host, loaded.demo_page) == ("0.0.0.0", False)
 
 
 def test_serve_with_a_bad_setting_stops_with_one_line() -> None:

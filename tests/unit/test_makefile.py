@@ -3,6 +3,7 @@ targets add the development tools. Read from what `make -n` would do on a fresh 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tomllib
@@ -21,8 +22,10 @@ pytestmark = pytest.mark.skipif(not shutil.which("make"), reason="make is not in
 def _planned(target: str, venv: Path) -> list[str]:
     """The commands `make TARGET` would run with the virtualenv at `venv` (none there yet)."""
     result = subprocess.run(
-        ["make", "-n", target, f"VENV={venv}"],
+        ["make", "-n", "--no-print-directory", target, f"VENV={venv}"],
         cwd=ROOT,
+        # Run from inside `make test`, the outer make's flags would reach this one.
+        env={k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}},
         capture_output=True,
         text=True,
         timeout=30,
