@@ -42,6 +42,7 @@ from jwt import PyJWK, PyJWKClient
 
 from hub import __version__
 from hub.errors import Unauthorized
+from hub.tasks import stop
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +122,7 @@ class JwksKeys:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop(task)
 
     def key(self, kid: str | None) -> PyJWK:
         """The key a token's `kid` names; Unauthorized (and a refresh asked for) if unknown."""

@@ -22,6 +22,7 @@ from hub.broker.base import Entry, LiveSink
 from hub.broker.commands import Link, Resolver, connect, encode, fixed, parse_url
 from hub.broker.keys import Keys
 from hub.broker.ledger import Ledger
+from hub.tasks import stop
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +82,7 @@ class LiveConnection:
         self._closing = True
         self._kick.set()
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop(task)
         self.ledger.cancel_waiters()
 
     def subscribe(self, channel: str) -> asyncio.Future[None]:

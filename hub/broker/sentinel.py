@@ -8,7 +8,6 @@ Discovery is redis-py's: it checks that the sentinels agree the primary is up.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -19,6 +18,7 @@ from redis.exceptions import RedisError
 
 from hub.broker.routes import NodeRoute
 from hub.redisurl import Topology
+from hub.tasks import stop
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +78,14 @@ class SentinelRoute(NodeRoute):
         self._sentinels = SentinelResolver(topology)
         super().__init__(self._sentinels, primary=True, timeout=timeout)
         self._watch: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def start(self) -> None:
         self._watch = asyncio.create_task(self._follow(), name="hub-sentinel-watch")
 
     async def _follow(self) -> None:
         """Moves the connections to the primary the sentinels name, once they name another."""
-        while True:
+        while not self._closing:
             await asyncio.sleep(WATCH_INTERVAL)
             try:
                 primary = await self._sentinels.primary()
@@ -98,9 +99,7 @@ class SentinelRoute(NodeRoute):
                 self.link.retry_now()  # a link down may be waiting up to 2 s to retry
 
     async def close(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+        self._closing = True
+        await stop(self._watch)
         await super().close()
         await self._sentinels.close()

@@ -21,6 +21,7 @@ from hub.broker.base import LiveSink
 from hub.broker.commands import fixed
 from hub.broker.keys import Keys
 from hub.broker.live import LiveConnection
+from hub.tasks import stop
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +67,7 @@ class ShardedLive:
         self._task = asyncio.create_task(self._watch(), name="hub-live-cluster")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop(self._task)
         for link in self._links.values():
             await link.close()
         self._links.clear()

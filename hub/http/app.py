@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from aiohttp import web
@@ -18,6 +17,7 @@ from hub.http.cors import Cors
 from hub.http.problem import problem_middleware
 from hub.http.state import HUB, Hub
 from hub.metrics import Metrics
+from hub.tasks import stop
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +93,5 @@ async def _drain(app: web.Application) -> None:
 
 
 async def _close(app: web.Application) -> None:
-    timer = app.get(_TIMER)
-    if timer is not None:
-        timer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await timer
+    await stop(app.get(_TIMER))
     await app[HUB].broker.close()

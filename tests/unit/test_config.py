@@ -104,7 +104,9 @@ def test_documented_example_config_loads() -> None:
     loaded = load_settings(example, environ={})
     defaults = Settings()
     differing = {
-        name for name in dataclasses.asdict(defaults) if getattr(loaded, name) != getattr(defaults, name)
+        f.name
+        for f in dataclasses.fields(defaults)
+        if getattr(loaded, f.name) != getattr(defaults, f.name)
     }
     assert differing == _marked_for_production(example.read_text())
     assert (loaded.host, loaded.demo_page) == ("0.0.0.0", False)
