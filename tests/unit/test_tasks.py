@@ -31,7 +31,8 @@ async def test_a_task_that_swallows_one_cancellation_is_cancelled_again() -> Non
     task = asyncio.create_task(stubborn())
     await asyncio.sleep(0)
     await stop(task)
-    assert swallowed == 1 and task.cancelled()
+    assert swallowed == 1
+    assert task.cancelled()
 
 
 async def test_a_task_that_never_stops_is_left_behind_after_the_grace(
