@@ -12,7 +12,14 @@ import re
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
-PING = b": ping\n\n"
+# A comment line alone: EventSource ignores it, and with no blank line after it no
+# client that dispatches on every blank line (fetch-event-source) sees an empty event.
+PING = b": ping\n"
+
+# The opening event's type and data: a named event, so EventSource's `onmessage` never
+# sees it, with JSON data, so no client hands the app an event with empty data.
+OPEN = "hub.open"
+_OPEN_BODY = b"event: hub.open\ndata: {}\n\n"
 
 
 def event_body(event: str, data: str) -> bytes:
@@ -34,12 +41,13 @@ def frame(event_id: str, body: bytes) -> bytes:
 
 
 def opening(retry_ms: int, event_id: str | None) -> bytes:
-    """The first block of a stream: the reconnect delay and, when known, the starting cursor.
+    """The first block of a stream: the reconnect delay, the starting cursor when known,
+    and the `hub.open` event that carries them.
 
-    A block with an `id:` and no `data:` dispatches no event but sets the
-    EventSource's last event id, so a reconnect before the first event still
-    resumes exactly.
+    The cursor rides on an event with data because parsers that follow the standard
+    only loosely (npm `eventsource`, `httpx-sse`) take an id only from an event they
+    dispatch; a reconnect before the first event then still resumes exactly.
     """
     if event_id is None:
-        return f"retry: {retry_ms}\n\n".encode()
-    return f"retry: {retry_ms}\nid: {event_id}\n\n".encode()
+        return f"retry: {retry_ms}\n".encode() + _OPEN_BODY
+    return f"retry: {retry_ms}\nid: {event_id}\n".encode() + _OPEN_BODY

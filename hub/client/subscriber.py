@@ -13,6 +13,7 @@ import aiohttp
 from hub.client.errors import SubscribeError
 
 RESET = "hub.reset"
+OPEN = "hub.open"  # the opening event: it carries the starting cursor, nothing for the app
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +71,9 @@ async def subscribe(
                             if isinstance(item, int):
                                 reconnect_delay = item / 1000
                             elif isinstance(item, str):
-                                last_event_id = item  # the opening cursor
+                                last_event_id = item  # an id-only block (older hubs)
+                            elif item.event == OPEN:
+                                last_event_id = item.id or last_event_id
                             else:
                                 last_event_id = item.id
                                 yield item

@@ -45,6 +45,7 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
     app.on_startup.append(_start_tokens)
     app.on_cleanup.append(_close_tokens)
     app.router.add_get("/events", events.events)
+    app.router.add_post("/events", events.events)
     app.router.add_post("/publish", publish.publish)
     cors = hub.cors
     app.on_response_prepare.append(cors.on_prepare)

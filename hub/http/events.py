@@ -8,24 +8,47 @@ import socket
 
 from aiohttp import HttpVersion11, web
 
+from hub.auth.extract import subscriber_token
 from hub.delivery.admission import admit
+from hub.delivery.parameters import NO_BODY, StreamBody, stream_body
 from hub.delivery.stream import ClientGone, chunk, open_stream, room_now, send_timeout, timed_write
+from hub.errors import UnsupportedMediaType
+from hub.http.body import read_body_within
+from hub.http.head import JSON
 from hub.http.state import HUB
+
+# A fetch client's parameters: a few topics and a cursor, never megabytes.
+MAX_PARAMETERS_BODY = 65536
+PARAMETERS_TIMEOUT = 10.0
 
 
 async def events(request: web.Request) -> web.StreamResponse:
     """aiohttp's handler: the streams the front passes on (HTTP/1.0, a request with a
-    body or a header twice, and any request a plain aiohttp server gets)."""
-    if request.method != "GET":
-        raise web.HTTPMethodNotAllowed(request.method, ["GET"])  # HEAD: no stream to show
+    body or a header twice, any request a plain aiohttp server gets), and every
+    `POST /events` (a fetch client's, its parameters maybe in a JSON body)."""
+    if request.method not in ("GET", "POST"):
+        raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])  # HEAD: no stream
     hub = request.app[HUB]
-    opening = admit(request, hub)
+    body = NO_BODY
+    if request.method == "POST":
+        # The token first (cached for admission): no body is read for a stranger.
+        hub.subscriber_tokens.subscriber(subscriber_token(request, hub.settings))
+        body = await _parameters(request)
+    opening = admit(request, hub, body)
     sink = _ResponseSink(request, send_timeout(hub.settings))
     try:
         await open_stream(hub, opening, sink)
     finally:
         opening.release(hub)
     return sink.response
+
+
+async def _parameters(request: web.Request) -> StreamBody:
+    declared = "Content-Type" in request.headers  # aiohttp reads none as octet-stream
+    if request.body_exists and declared and request.content_type != JSON:
+        raise UnsupportedMediaType(f"Content-Type must be {JSON}, not {request.content_type!r}")
+    raw = await read_body_within(request, MAX_PARAMETERS_BODY, PARAMETERS_TIMEOUT)
+    return stream_body(raw)
 
 
 # As the front's streams; set in this order, as aiohttp-sse set them before.

@@ -198,6 +198,35 @@ SPEC: dict[str, Any] = {
     },
 }
 
+# POST /events: the same stream for fetch clients, its parameters in the query or a body.
+SPEC["paths"]["/events"]["post"] = {
+    **SPEC["paths"]["/events"]["get"],
+    "summary": "Subscribe with fetch: the stream of GET /events, parameters maybe in a body",
+    "security": [{"bearer": []}, {"cookie": []}, {"query": []}],
+    "requestBody": {
+        "required": False,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "topics": {"type": "array", "items": {"type": "string"}},
+                        "lastEventId": {"type": "string"},
+                    },
+                }
+            }
+        },
+    },
+    "responses": {
+        **SPEC["paths"]["/events"]["get"]["responses"],
+        "400": _problem("A bad parameter, in the query or the body"),
+        "408": _problem("The body did not arrive in time"),
+        "413": _problem("The body is too large"),
+        "415": _problem("A body that is not application/json"),
+    },
+}
+
 
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(SPEC)

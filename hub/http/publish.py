@@ -23,6 +23,7 @@ from hub.delivery.publishing import (
     publish_request,
 )
 from hub.errors import HubError, PayloadTooLarge, UnsupportedMediaType
+from hub.http.body import read_body
 from hub.http.head import JSON, answer_head
 from hub.http.problem import CONTENT_TYPE as PROBLEM
 from hub.http.problem import error_answer
@@ -45,25 +46,13 @@ async def _publish(request: web.Request, hub: Hub) -> web.Response:
         limit = hub.settings.max_payload_bytes * 2 + 65536
         answer = await publish_lines(hub, publisher, scoped_key, _line_groups(request, limit))
     elif request.content_type == JSON:
-        body = await _read_body(request, hub.settings.max_body_bytes)
+        body = await read_body(request, hub.settings.max_body_bytes)
         answer = await publish_json(hub, publisher, request.headers, body)
     else:
         raise UnsupportedMediaType(
             f"Content-Type must be {JSON} or {NDJSON}, not {request.content_type!r}"
         )
     return web.Response(body=answer, content_type=JSON)
-
-
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as it is known to exceed `limit`."""
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"the body is {request.content_length} bytes, over {limit}")
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(65536):
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"the body is over {limit} bytes")
-    return bytes(body)
 
 
 async def _line_groups(request: web.Request, limit: int) -> AsyncIterator[list[bytes]]:

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import ClientPayloadError, ClientResponse
 
 _LINE = re.compile(rb"\r\n|\r|\n")
+OPEN = "hub.open"
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class SSEStream:
     retry: int | None = None
     comments: list[str] = field(default_factory=list)
     aborted: bool = False  # the server cut the connection instead of ending the stream
+    opened: int = 0  # `hub.open` events seen (the opening block), not returned by `next`
     _id_buffer: str = ""
     _buffer: bytes = b""
     _eof: bool = False
@@ -65,7 +67,9 @@ class SSEStream:
             if line == "":
                 # An event cut off before its blank line sets nothing: a resume repeats it.
                 self.last_id = self._id_buffer
-                if data:
+                if data and event == OPEN:
+                    self.opened += 1  # as an app that listens for messages never sees it
+                elif data:
                     return Event(self.last_id, event or "message", "\n".join(data))
                 event = ""
                 continue
@@ -87,8 +91,8 @@ class SSEStream:
         return [await self.next(timeout) for _ in range(count)]
 
     async def wait_open(self, timeout: float = 10.0) -> None:
-        """Until the opening block (`retry:` and maybe `id:`) has arrived: from then on the
-        stream is subscribed."""
+        """Until the opening block (`retry:`, maybe `id:`, the `hub.open` event) has arrived:
+        from then on the stream is subscribed."""
         while True:
             line = await self._line(timeout)
             if line is None:
@@ -100,6 +104,7 @@ class SSEStream:
                 self._id_buffer = value.removeprefix(" ")
             elif line == "" and self.retry is not None:
                 self.last_id = self._id_buffer
+                self.opened += 1
                 return
 
     async def wait_comment(self, text: str, timeout: float = 10.0) -> None:

@@ -26,9 +26,9 @@ def test_event_body_keeps_empty_lines_and_spaces() -> None:
 
 def test_frame_and_control_lines() -> None:
     assert sse.frame("c1", b"event: t\ndata: x\n\n") == b"id: c1\nevent: t\ndata: x\n\n"
-    assert sse.opening(2500, None) == b"retry: 2500\n\n"
-    assert sse.opening(2500, "c1") == b"retry: 2500\nid: c1\n\n"
-    assert sse.PING == b": ping\n\n"
+    assert sse.opening(2500, None) == b"retry: 2500\nevent: hub.open\ndata: {}\n\n"
+    assert sse.opening(2500, "c1") == b"retry: 2500\nid: c1\nevent: hub.open\ndata: {}\n\n"
+    assert sse.PING == b": ping\n"  # no blank line: nothing for a parser to dispatch
 
 
 async def test_wire_bytes_for_multiline_custom_type_and_unicode(hub: HubClient) -> None:
@@ -59,7 +59,7 @@ async def test_stream_opens_with_retry_and_its_starting_cursor(hub: HubClient) -
     )
     first = (await response.content.readany()).decode()
     retry, cursor, end = first.split("\n", 2)
-    assert (retry, end) == ("retry: 3000", "\n")
+    assert (retry, end) == ("retry: 3000", "event: hub.open\ndata: {}\n\n")
     assert cursor.startswith("id: ")
     assert len(cursor) > len("id: ")
     response.close()
@@ -87,7 +87,7 @@ async def test_an_http10_stream_gets_every_frame_unframed(hub: HubClient) -> Non
         assert b"Transfer-Encoding" not in head
         assert b"Content-Type: text/event-stream; charset=utf-8\r\n" in head
         opening = await asyncio.wait_for(reader.readuntil(b"\n\n"), 10)
-        assert re.fullmatch(rb"retry: \d+\nid: [0-9a-z._]+\n\n", opening), opening
+        assert re.fullmatch(rb"retry: \d+\nid: [0-9a-z._]+\nevent: hub.open\ndata: {}\n\n", opening)
         await hub.send("live", users=["old"])
         frame = await asyncio.wait_for(reader.readuntil(b"\n\n"), 10)
         assert re.fullmatch(rb"id: [0-9a-z._]+\nevent: message\ndata: live\n\n", frame), frame
@@ -119,7 +119,7 @@ async def test_an_aiohttp_stream_has_the_front_streams_headers_and_chunks(hub: H
         assert re.fullmatch(rb"id: [0-9a-z._]+\nevent: message\ndata: live\n\n\r\n", frame), frame
 
 
-async def test_head_of_events_is_405_allowing_get(hub: HubClient) -> None:
+async def test_head_of_events_is_405_allowing_get_and_post(hub: HubClient) -> None:
     async with hub.client.request("HEAD", "/events") as response:
         assert response.status == 405
-        assert response.headers["Allow"] == "GET"
+        assert response.headers["Allow"] == "GET,POST"

@@ -89,7 +89,9 @@ async def test_subscribe_never_5xx(hub: HubClient, topics: list[str], last_id: s
         assert response.status in (200, 400), response.status
         if response.status == 200:
             opening = await response.content.readuntil(b"\n\n")
-            assert re.fullmatch(rb"retry: \d+\n(id: [0-9a-z._]+\n)?\n", opening), opening
+            assert re.fullmatch(
+                rb"retry: \d+\n(id: [0-9a-z._]+\n)?event: hub.open\ndata: {}\n\n", opening
+            ), opening
             if last_id is not None:  # whatever the cursor, the stream goes on to serve
                 await hub.send("alive", users=["fuzzer"])
                 stream = SSEStream(response)
