@@ -11,10 +11,12 @@ and the lookup a request makes (`key`) is a dictionary read that never fetches:
 - one background task fetches them again every `refresh_interval` seconds
   (providers publish a new key before they sign with it, so a rotation is
   usually known before its first token), retrying sooner while fetches fail;
-- a token naming an unknown `kid` is refused (401) and wakes that task, which
-  fetches at most once every `min_interval` seconds however many unknown
-  `kid`s arrive, so garbage `kid`s cannot make the hub hammer the provider;
-  a client retrying after the refresh is accepted;
+- a token naming an unknown `kid` wakes that task, which fetches at most once
+  every `min_interval` seconds however many unknown `kid`s arrive, so garbage
+  `kid`s cannot make the hub hammer the provider. The request waits for that
+  fetch (`refreshed`, at most `unknown_wait` seconds) and is checked once more:
+  the first token signed with a freshly rotated key is accepted, not refused
+  (an `EventSource` refused with 401 never tries again);
 - a fetch that fails (provider down, an error status, a document without any
   usable key) changes nothing: known keys keep working. A successful fetch
   replaces the set: a key the provider removed is refused from then on, and
@@ -64,6 +66,10 @@ def _usable(raw: Any) -> PyJWK | None:
     return key
 
 
+class KeyNotYetKnown(Unauthorized):
+    """The token names a key the hub does not hold (yet): a refresh has been asked for."""
+
+
 class JwksKeys:
     """The keys of one JWKS URL, kept fresh by a background task (`start` / `close`)."""
 
@@ -76,6 +82,7 @@ class JwksKeys:
         min_interval: float = 5.0,
         timeout: float = 5.0,
         start_wait: float = 5.0,
+        unknown_wait: float = 5.0,
     ) -> None:
         self.url = url
         self._kind = kind
@@ -89,13 +96,16 @@ class JwksKeys:
         self._refresh_interval = refresh_interval
         self._min_interval = min_interval
         self._start_wait = start_wait
+        self._unknown_wait = unknown_wait
         # kid -> (key, the JWK's JSON, to tell a changed key from the same one)
         self._keys: dict[str | None, tuple[PyJWK, str]] = {}
         self.generation = 0  # changes when a known key is removed or changed
         self.fetches = 0  # attempts, successful or not
+        self._ended = 0  # attempts that have ended
         self._last_attempt = -float("inf")
         self._wake: asyncio.Event | None = None
         self._fetched: asyncio.Event | None = None
+        self._next_fetch: asyncio.Event | None = None  # set when the next fetch ends
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -108,6 +118,7 @@ class JwksKeys:
             return
         self._wake = asyncio.Event()
         self._fetched = asyncio.Event()
+        self._next_fetch = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"hub-jwks-{self._kind}")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._start_wait):
@@ -138,11 +149,19 @@ class JwksKeys:
         if self._wake is not None:
             self._wake.set()  # the refresher fetches when its rate limit allows
         if not self._keys:
-            raise Unauthorized(
+            raise KeyNotYetKnown(
                 f"{self._kind} signing keys are not available yet (identity provider "
                 "not reached); try again shortly"
             )
-        raise Unauthorized(f"invalid {self._kind} token: unknown signing key ('kid')")
+        raise KeyNotYetKnown(f"invalid {self._kind} token: unknown signing key ('kid')")
+
+    async def refreshed(self) -> None:
+        """Until the fetch that an unknown `kid` asked for has ended (or `unknown_wait`)."""
+        wanted = self.fetches + 1  # one that starts from now: one under way may predate the key
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._unknown_wait):
+                while self._next_fetch is not None and self._ended < wanted:
+                    await self._next_fetch.wait()
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -155,6 +174,10 @@ class JwksKeys:
             self._wake.clear()  # a kid asked for during the fetch wakes the next one
             ok = await self._fetch()
             self._fetched.set()
+            self._ended += 1
+            assert self._next_fetch is not None
+            ended, self._next_fetch = self._next_fetch, asyncio.Event()
+            ended.set()
             if ok:
                 retry, delay = self._min_interval, self._refresh_interval
             else:

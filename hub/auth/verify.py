@@ -18,22 +18,24 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from hub.auth.jwks import JwksKeys
+from hub.auth.jwks import JwksKeys, KeyNotYetKnown
 from hub.auth.quickjwt import QuickHS
 from hub.channels import valid_name
 from hub.config import Settings
 from hub.errors import ConfigError, Unauthorized
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +235,17 @@ class TokenVerifier:
     async def close(self) -> None:
         if self._jwks is not None:
             await self._jwks.close()
+
+    async def fresh(self, check: Callable[[], T]) -> T:
+        """`check()` (which verifies a token of this kind); if the token names a key not
+        known yet, once more after the provider's keys have been fetched again."""
+        try:
+            return check()
+        except KeyNotYetKnown:
+            if self._jwks is None:
+                raise
+            await self._jwks.refreshed()
+            return check()
 
     def claims(self, token: str) -> dict[str, Any]:
         """The claims of `token` if it is accepted now; Unauthorized otherwise."""

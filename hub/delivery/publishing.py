@@ -91,7 +91,8 @@ async def counted(hub: Engine, work: Awaitable[T]) -> T:
 
 async def publish_request(hub: Engine, request: RequestView, body: bytes) -> bytes:
     """A whole `application/json` publish request (as the lean front reads one)."""
-    publisher = hub.publisher_tokens.publisher(publisher_token(request))
+    tokens = hub.publisher_tokens
+    publisher = await tokens.fresh(lambda: tokens.publisher(publisher_token(request)))
     return await publish_json(hub, publisher, request.headers, body)
 
 

@@ -29,12 +29,12 @@ async def events(request: web.Request) -> web.StreamResponse:
     if request.method not in ("GET", "POST"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])  # HEAD: no stream
     hub = request.app[HUB]
-    body = NO_BODY
+    tokens, body = hub.subscriber_tokens, NO_BODY
     if request.method == "POST":
         # The token first (cached for admission): no body is read for a stranger.
-        hub.subscriber_tokens.subscriber(subscriber_token(request, hub.settings))
+        await tokens.fresh(lambda: tokens.subscriber(subscriber_token(request, hub.settings)))
         body = await _parameters(request)
-    opening = admit(request, hub, body)
+    opening = await tokens.fresh(lambda: admit(request, hub, body))
     sink = _ResponseSink(request, send_timeout(hub.settings))
     try:
         await open_stream(hub, opening, sink)

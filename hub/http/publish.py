@@ -40,7 +40,8 @@ async def publish(request: web.Request) -> web.Response:
 
 
 async def _publish(request: web.Request, hub: Hub) -> web.Response:
-    publisher = hub.publisher_tokens.publisher(publisher_token(request))
+    tokens = hub.publisher_tokens
+    publisher = await tokens.fresh(lambda: tokens.publisher(publisher_token(request)))
     if request.content_type == NDJSON:
         scoped_key = idempotency_key(request.headers, publisher)
         limit = hub.settings.max_payload_bytes * 2 + 65536

@@ -15,7 +15,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from hub.auth.jwks import JwksKeys
+from hub.auth.jwks import JwksKeys, KeyNotYetKnown
 from hub.auth.verify import MISSING, TokenVerifier, claim_at
 from hub.config import Settings
 from hub.errors import Unauthorized
@@ -38,6 +38,7 @@ async def start_verifier() -> AsyncIterator[StartVerifier]:
         min_interval: float = 0.2,
         refresh_interval: float = 300.0,
         start_wait: float = 5.0,
+        unknown_wait: float = 5.0,
         **options: Any,
     ) -> TokenVerifier:
         keys = JwksKeys(
@@ -46,6 +47,7 @@ async def start_verifier() -> AsyncIterator[StartVerifier]:
             min_interval=min_interval,
             refresh_interval=refresh_interval,
             start_wait=start_wait,
+            unknown_wait=unknown_wait,
             timeout=2.0,
         )
         verifier = TokenVerifier("", "HS256", kind, jwks=keys, **options)
@@ -174,6 +176,41 @@ async def test_rotation_a_new_kid_is_fetched_and_a_removed_one_refused(
         verifier.subscriber(remembered)
     assert verifier.subscriber(new.token({"sub": "bob"})).user == "bob"
     assert jwks_server.requests == 3
+
+
+async def test_the_first_token_of_a_rotated_key_waits_for_the_refresh_and_is_accepted(
+    jwks_server: JwksServer, start_verifier: StartVerifier
+) -> None:
+    """An EventSource refused with 401 never tries again: the request waits instead."""
+    old, new = rsa_key("old"), ec_key("rotated")
+    jwks_server.publish(old)
+    verifier = await start_verifier(jwks_server.url, min_interval=0.3)
+    jwks_server.publish(old, new)
+    token = new.token({"sub": "bob"})
+    subscriber = await verifier.fresh(lambda: verifier.subscriber(token))
+    assert subscriber.user == "bob"
+    assert jwks_server.requests == 2
+
+
+async def test_unknown_kids_wait_a_bounded_time_and_share_one_fetch(
+    jwks_server: JwksServer, start_verifier: StartVerifier
+) -> None:
+    jwks_server.publish(rsa_key("only"))
+    # The last fetch was just now and the rate limit is long: no fetch comes in time.
+    verifier = await start_verifier(jwks_server.url, min_interval=60.0, unknown_wait=0.5)
+    tokens = [rsa_key(f"stranger-{i}").token({"sub": "eve"}) for i in range(3)] * 20
+
+    async def attempt(token: str) -> str:
+        try:
+            await verifier.fresh(lambda: verifier.subscriber(token))
+        except KeyNotYetKnown as exc:
+            return exc.detail
+        return "accepted"
+
+    async with asyncio.timeout(30):  # sixty waits of 0.5 s at once, not one after another
+        outcomes = await asyncio.gather(*map(attempt, tokens))
+    assert set(outcomes) == {"invalid subscriber token: unknown signing key ('kid')"}
+    assert jwks_server.requests == 1
 
 
 async def test_keys_are_refreshed_in_the_background(
@@ -435,7 +472,15 @@ async def test_a_hub_accepts_identity_provider_tokens_end_to_end(make_hub: MakeH
         answer = await hub.client.get("/events", headers={"Authorization": f"Bearer {hs}"})
         assert answer.status == 401
         answer.release()
-        assert (subscribers.requests, publishers.requests) == (1, 1)
+        # The subscriber token's kid is unknown to the publishers' provider: asked once more.
+        assert (subscribers.requests, publishers.requests) == (1, 2)
+        # The provider rotates: the first token with the new key opens a stream at once.
+        rotated = rsa_key("sub-rs-2")
+        subscribers.publish(subscriber_keys, rotated)
+        token = rotated.token({"sub": "ann", "aud": "hub", URL_CLAIMS: {"topics": ["n"]}})
+        stream = await hub.subscribe(topics=["n"], token=token)
+        stream.close()
+        assert subscribers.requests == 2
     finally:
         subscribers.stop()
         publishers.stop()
