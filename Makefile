@@ -27,6 +27,13 @@ $(BIN)/.installed: pyproject.toml | $(VENV)/pyvenv.cfg
 	$(BIN)/python -m pip download -q --no-deps -d $(VENV)/compose-schema $(COMPOSE_SCHEMA_WHEEL)
 	touch $@ $(BIN)/.runtime
 
+# The npm SSE client libraries the system tests subscribe with, as tests/clients locks them
+# (needs node and npm; npm ci also writes node_modules/.package-lock.json).
+NODE_CLIENTS := tests/clients/node_modules/.package-lock.json
+$(NODE_CLIENTS): tests/clients/package-lock.json
+	npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
+	touch $@
+
 install: $(BIN)/.installed  ## everything: the runtime and the development tools
 
 install-runtime: $(BIN)/.runtime  ## only what the hub needs to run
@@ -34,7 +41,7 @@ install-runtime: $(BIN)/.runtime  ## only what the hub needs to run
 run: $(BIN)/.runtime  ## the hub on the embedded broker (set HUB_REDIS_URL for Redis)
 	$(BIN)/hub serve
 
-test: install  ## every test; a private redis-server is started by the fixtures
+test: install $(NODE_CLIENTS)  ## every test; a private redis-server is started by the fixtures
 	$(BIN)/pytest
 
 test-fast: install  ## the unit tests on the in-memory broker: seconds, no processes started
