@@ -136,6 +136,23 @@ async def test_events_pass_nginx_unbuffered_and_survive_a_replica(stack: Stack) 
         resumed.close()
 
 
+async def test_a_fetch_client_streams_through_nginx_with_post(stack: Stack) -> None:
+    """POST /events (a fetch client's, parameters in a JSON body) passes nginx unbuffered."""
+    token = mint(SUBSCRIBER_KEY, "HS256", sub="nico", topics=["desk"])
+    headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(
+            f"{stack.url}/events", json={"topics": ["desk"]}, headers=headers
+        )
+        assert response.status == 200
+        stream = SSEStream(response)
+        await stream.wait_open()
+        for n in range(3):
+            await _publish(session, stack.url, f"post-{n}")
+            assert (await stream.next(timeout=10)).data == f"post-{n}"
+        stream.close()
+
+
 def test_compose_file_follows_the_compose_specification() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     validator = jsonschema.Draft7Validator(compose_schema())
