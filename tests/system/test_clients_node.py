@@ -240,6 +240,36 @@ async def test_resumes_from_its_last_id_after_the_client_restarts(
     _assert_app_events(await resumed.wait_for(4), [*missed, fence])
 
 
+async def test_a_resumed_client_reconnects_from_its_newest_id(
+    hubs: Hubs, start_client: StartClient, user: str
+) -> None:
+    first = _batch("first", 2)
+    for data in first:
+        await hubs.publish(hubs.main, data, f"user:{user}")
+    # Resuming from the first event: the query (eventsource) or the body (fetch-event-source)
+    # says so on every reconnect too, and the Last-Event-ID header the library adds must win.
+    client = await start_client(hubs.main, await _first_id(hubs, user))
+    _assert_app_events(await client.wait_for(1), first[1:])
+
+    hubs.main.process.kill()
+    hubs.main.process.wait()
+    hubs.restart()
+    later = {"later": True}
+    await hubs.publish(hubs.main, later, f"user:{user}")
+    _assert_app_events(await client.wait_for(2), [first[1], later])
+    assert client.process.returncode is None
+
+
+async def _first_id(hubs: Hubs, user: str) -> str:
+    """The cursor of the user's first event, as a stream that replays history hands it out."""
+    token = mint(SUBSCRIBER_KEY, "HS256", sub=user, topics=[TOPIC])
+    url = f"{hubs.main.url}/events?topic={TOPIC}&lastEventId=earliest"
+    async with hubs.session.get(url, headers={"Authorization": f"Bearer {token}"}) as response:
+        assert response.status == 200
+        event = await SSEStream(response).next(timeout=WAIT)
+    return event.id
+
+
 async def test_reconnects_by_itself_across_a_hub_crash(
     hubs: Hubs, start_client: StartClient, user: str
 ) -> None:
