@@ -1,0 +1,1 @@
+"""How to subscribe to the hub with common Python SSE client libraries."""
