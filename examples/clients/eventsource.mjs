@@ -29,4 +29,8 @@ const print = (event) =>
 es.onmessage = print
 // History no longer reaches back to the last id: refetch your state, then carry on.
 es.addEventListener('hub.reset', print)
-// Errors and dropped connections: EventSource reconnects by itself with Last-Event-ID.
+// A dropped connection: EventSource reconnects by itself with Last-Event-ID. A refusal
+// (any status but 200: 401, 403, also 503) closes it for good, as the standard says.
+es.onerror = (err) => {
+  if (err.code) console.error(`refused: ${err.code} ${err.message}`)
+}

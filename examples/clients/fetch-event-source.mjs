@@ -23,8 +23,10 @@ await fetchEventSource(new URL('/events', process.env.HUB_URL ?? 'http://127.0.0
   }),
   openWhenHidden: true, // no visibilitychange to follow: stay connected
   async onopen(response) {
-    // 401, 403, 400: retrying cannot help (the body is application/problem+json).
-    if (!response.ok) throw new Refused(`${response.status} ${await response.text()}`)
+    if (response.ok) return
+    const problem = `${response.status} ${await response.text()}` // application/problem+json
+    // 400, 401, 403: retrying cannot help. 429, 503 (Redis unreachable): retry later.
+    throw response.status === 429 || response.status >= 500 ? new Error(problem) : new Refused(problem)
   },
   onmessage(msg) {
     if (msg.event === 'hub.open') return // the stream's first event: the hub's, not the app's

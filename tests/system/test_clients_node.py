@@ -118,6 +118,11 @@ class NodeClient:
                 pass
         return list(self.events)
 
+    async def wait_exit(self) -> int:
+        """The exit status, once the process has ended by itself."""
+        async with asyncio.timeout(WAIT):
+            return await self.process.wait()
+
     async def stop(self) -> None:
         if self.process.returncode is None:
             self.process.kill()
@@ -148,10 +153,10 @@ def user() -> str:
 @pytest.fixture
 async def start_client(node_dir: Path, library: str, user: str) -> AsyncIterator[StartClient]:
     """Runs the library's example as a user would (killed at teardown if still running)."""
-    token = mint(SUBSCRIBER_KEY, "HS256", sub=user, topics=[TOPIC])
+    granted = mint(SUBSCRIBER_KEY, "HS256", sub=user, topics=[TOPIC])
     started: list[NodeClient] = []
 
-    async def start(hub: HubProcess, last_event_id: str = "") -> NodeClient:
+    async def start(hub: HubProcess, last_event_id: str = "", token: str = granted) -> NodeClient:
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HUB_URL": hub.url,
@@ -330,3 +335,14 @@ async def test_heartbeats_never_reach_the_app_as_events(
     await hubs.publish(hubs.main, fence, f"user:{user}")
     # Only the fence: no event with empty data (nor `hub.open`) before it.
     _assert_app_events(await client.wait_for(1), [fence])
+
+
+async def test_a_refused_stream_stops_the_client_naming_the_status(
+    hubs: Hubs, start_client: StartClient, user: str
+) -> None:
+    # A topic the token does not grant: 403, the same answer on every try.
+    ungranted = mint(SUBSCRIBER_KEY, "HS256", sub=user, topics=["sport"])
+    client = await start_client(hubs.main, token=ungranted)
+    await client.wait_exit()
+    assert "403" in client.stderr.read_text()
+    assert client.events == []
