@@ -288,16 +288,18 @@ async def test_resumes_across_a_hub_killed_and_restarted(
     await follower.stop()
 
 
+@pytest.mark.parametrize("start_from", ["", "earliest"], ids=["from-now", "earliest"])
 async def test_resumes_from_the_opening_when_the_hub_stops_before_any_event(
-    follow: Follow, start_hub: StartHub, env: dict[str, str], user: str
+    follow: Follow, start_hub: StartHub, env: dict[str, str], user: str, start_from: str
 ) -> None:
     port = free_port()
     hub, other = await asyncio.gather(start(start_hub, env, port), start(start_hub, env))
-    follower = follow(hub, token(user), "")
+    follower = follow(hub, token(user), start_from)
     await until_open(hub, follower)
 
-    # A clean stop: the stream ends right after `hub.open`, whose id is all the
-    # subscriber has to resume from.
+    # A clean stop: the stream ends right after `hub.open`. From now, its id is all the
+    # subscriber has to resume from; from `earliest` it has none (the position is not
+    # settled yet), and the subscriber keeps asking for `earliest`.
     hub.process.terminate()
     await asyncio.to_thread(hub.process.wait, BOUND_S)
     published = notes(1, 2, 3)
