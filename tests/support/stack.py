@@ -9,7 +9,9 @@ import shutil
 import subprocess
 import time
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 
@@ -22,7 +24,14 @@ from tests.support.redis_server import free_port
 PUBLISHER = {"Authorization": f"Bearer {mint(PUBLISHER_KEY, 'HS256', sub='t', publish=['*'])}"}
 
 
-def nginx_config(tmp_path: Path, port: int, replicas: list[HubProcess]) -> Path:
+class Upstream(Protocol):
+    """A server nginx passes requests to: a hub replica, or a stand-in for one."""
+
+    @property
+    def port(self) -> int: ...
+
+
+def nginx_config(tmp_path: Path, port: int, replicas: Sequence[Upstream]) -> Path:
     """config/nginx.conf with the replicas' local addresses and a private port and paths."""
     text = (ROOT / "config" / "nginx.conf").read_text()
     servers = "".join(f"server 127.0.0.1:{r.port} max_fails=1 fail_timeout=5s;\n" for r in replicas)
@@ -56,7 +65,9 @@ def compose_schema() -> dict[str, object]:
     return schema
 
 
-def start_nginx(tmp_path: Path, replicas: list[HubProcess]) -> tuple[subprocess.Popen[bytes], str]:
+def start_nginx(
+    tmp_path: Path, replicas: Sequence[Upstream]
+) -> tuple[subprocess.Popen[bytes], str]:
     """nginx with config/nginx.conf in front of `replicas`, answering; and its URL."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     assert Path(nginx).exists(), "nginx is not installed (apt-get install -y nginx)"

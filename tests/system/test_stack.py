@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 import tomllib
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import aiohttp
 import jsonschema
 import pytest
 import yaml
+from aiohttp import web
 
 from hub.auth.verify import mint
 from hub.config import load_settings
@@ -27,7 +29,7 @@ from tests.support.hub_process import HubProcess
 from tests.support.hubs import PUBLISHER_KEY, SUBSCRIBER_KEY, StartHub
 from tests.support.logcheck import check_log, refuse_all, refused_requests
 from tests.support.paths import ROOT
-from tests.support.redis_server import free_port
+from tests.support.redis_server import RedisServer, free_port
 from tests.support.sse_client import SSEStream
 from tests.support.stack import (
     PUBLISHER,
@@ -151,6 +153,67 @@ async def test_a_fetch_client_streams_through_nginx_with_post(stack: Stack) -> N
             await _publish(session, stack.url, f"post-{n}")
             assert (await stream.next(timeout=10)).data == f"post-{n}"
         stream.close()
+
+
+class _Draining:
+    """A replica as one is while it drains: it answers, but refuses every stream with 503."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.refused = 0
+        self._runner: web.AppRunner | None = None
+
+    async def _events(self, request: web.Request) -> web.Response:
+        self.refused += 1
+        body = '{"status": 503, "title": "Service unavailable", "detail": "shutting down"}'
+        return web.Response(status=503, text=body, content_type="application/problem+json")
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/events", self._events)
+        app.router.add_get("/healthz", self._healthz)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        self.port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+async def test_nginx_passes_a_stream_refused_by_a_draining_replica_to_another(
+    start_hub: StartHub, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """EventSource gives up for good on a 503: nginx must try the next replica instead."""
+    hub = start_hub(
+        {
+            "HUB_REDIS_URL": redis_server.url,
+            "HUB_KEY_PREFIX": f"drain-{uuid.uuid4().hex[:8]}:",
+            "HUB_SUBSCRIBER_JWT_KEY": SUBSCRIBER_KEY,
+            "HUB_PUBLISHER_JWT_KEY": PUBLISHER_KEY,
+        }
+    )
+    draining = _Draining()
+    await draining.start()
+    # In a thread: the stand-in answers nginx's start-up check on this event loop.
+    proxy, url = await asyncio.to_thread(start_nginx, tmp_path, [draining, hub])
+    token = mint(SUBSCRIBER_KEY, "HS256", sub="nico")
+    try:
+        async with aiohttp.ClientSession() as session:
+            for method in ["GET", "POST"] * 3:  # round robin: half go to the draining one first
+                async with session.request(
+                    method, f"{url}/events", headers={"Authorization": f"Bearer {token}"}
+                ) as response:
+                    assert response.status == 200, (method, await response.text())
+        assert draining.refused > 0  # it was asked, and its refusal never reached a client
+    finally:
+        proxy.send_signal(signal.SIGQUIT)
+        proxy.wait(timeout=10)
+        await draining.stop()
 
 
 def test_compose_file_follows_the_compose_specification() -> None:
