@@ -1,8 +1,9 @@
-"""The browser's own EventSource in a real headless Chromium, used as an app uses it (an
-`onmessage` handler, a `hub.reset` listener), against `hub serve` on Redis: a new
-EventSource resumes exactly with `?lastEventId=`, the automatic reconnect resumes exactly
-across a hub restart, also before the first event (with the cursor of `hub.open`), and
-`onmessage` never sees `hub.open` nor an event with empty data while heartbeats flow.
+"""The browser's own EventSource in a real headless Chromium, used as an app uses it: through
+`followHub` of examples/clients/browser.js (an `onmessage` handler, a `hub.reset`
+listener), against `hub serve` on Redis: a new EventSource resumes exactly with
+`?lastEventId=`, the automatic reconnect resumes exactly across a hub restart, also before
+the first event (with the cursor of `hub.open`), and `onmessage` never sees `hub.open` nor
+an event with empty data while heartbeats flow.
 
 The page is the hub's own origin (`/healthz`), so the streams need no CORS.
 """
@@ -14,6 +15,7 @@ import base64
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,22 +28,24 @@ from tests.support.hubs import PUBLISHER_KEY, SUBSCRIBER_KEY, StartHub
 from tests.support.redis_server import RedisServer, free_port
 from tests.system.test_browser import CHROMIUM, FLAGS
 
+SNIPPET = Path(__file__).resolve().parents[2] / "examples" / "clients" / "browser.js"
 PUBLISHER = {"Authorization": f"Bearer {mint(PUBLISHER_KEY, 'HS256', sub='t', publish=['*'])}"}
 WAIT_MS = 20000  # any one condition on a loaded machine
 PINGS = 2  # heartbeats a stream sees while the app must see no event for them
 
-# What an app writes: one EventSource, `onmessage` for its notifications, a listener for
-# `hub.reset` (refetch state). The `hub.open` listener and the counters are the test's.
+# What an app writes: `followHub` of the snippet, with its notifications to `onEvent` and
+# `hub.reset` to `onReset` (refetch state). The `hub.open`, `open` and `error` listeners
+# and the counters are the test's.
 OPEN_SOURCE = """
-({name, url}) => {
+({name, url, options}) => {
   const log = {messages: [], opens: [], resets: [], onopen: 0, errors: 0};
-  const source = new EventSource(url);
-  source.onopen = () => { log.onopen += 1; };
-  source.onerror = () => { log.errors += 1; };
-  source.onmessage = (e) => {
-    log.messages.push({type: e.type, id: e.lastEventId, data: e.data});
-  };
-  source.addEventListener("hub.reset", (e) => { log.resets.push(JSON.parse(e.data)); });
+  const source = followHub(url, {
+    ...options,
+    onEvent: (event) => { log.messages.push(event); },
+    onReset: (reset) => { log.resets.push(reset); },
+  });
+  source.addEventListener("open", () => { log.onopen += 1; });
+  source.addEventListener("error", () => { log.errors += 1; });
   source.addEventListener("hub.open", (e) => {
     log.opens.push({id: e.lastEventId, data: e.data});
   });
@@ -85,8 +89,14 @@ class Tab:
 
     page: Page
 
-    async def open(self, name: str, url: str) -> None:
-        await self.page.evaluate(OPEN_SOURCE, {"name": name, "url": url})
+    async def load(self, hub: HubProcess) -> None:
+        """The hub's origin, with the snippet loaded as an app's page loads it."""
+        await self.page.goto(hub.url + "/healthz")
+        await self.page.add_script_tag(path=SNIPPET)
+
+    async def open(self, name: str, hub: HubProcess, **options: str) -> None:
+        """`followHub(hub.url, options)` as `name`: `token`, `lastEventId`."""
+        await self.page.evaluate(OPEN_SOURCE, {"name": name, "url": hub.url, "options": options})
 
     async def close(self, name: str) -> None:
         await self.page.evaluate("name => window.sources[name].source.close()", name)
@@ -189,10 +199,10 @@ async def test_a_new_eventsource_resumes_with_last_event_id_in_the_query(
 ) -> None:
     hub = start_hub(_env(redis_server))
     user = _user()
-    events = f"{hub.url}/events?token={_token(user)}"
-    await tab.page.goto(hub.url + "/healthz")
+    token = _token(user)
+    await tab.load(hub)
 
-    await tab.open("first", events)
+    await tab.open("first", hub, token=token)
     await tab.until("first", "log.onopen >= 1")
     await _publish(hub, user, "before")
     first = await tab.received("first", "before")
@@ -204,7 +214,7 @@ async def test_a_new_eventsource_resumes_with_last_event_id_in_the_query(
     missed = ["one", 'two {"json": [1, 2]}', "three\nwith two lines"]
     for data in missed:
         await _publish(hub, user, data)
-    await tab.open("again", f"{events}&lastEventId={seen_id}")
+    await tab.open("again", hub, token=token, lastEventId=seen_id)
     await tab.until("again", "log.onopen >= 1")
     await _publish(hub, user, "end")
     again = await tab.received("again", "end")
@@ -226,8 +236,8 @@ async def test_eventsource_reconnects_by_itself_across_a_hub_restart(
     await tab.page.context.add_cookies(
         [{"name": "hub_token", "value": _token(user), "url": hub.url}]
     )
-    await tab.page.goto(hub.url + "/healthz")
-    await tab.open("app", f"{hub.url}/events")
+    await tab.load(hub)
+    await tab.open("app", hub)  # no token: the cookie
     await tab.until("app", "log.onopen >= 1")
     await _publish(hub, user, "one")
     await _publish(hub, user, "two")
@@ -258,8 +268,8 @@ async def test_a_reconnect_before_the_first_event_resumes_from_the_open_cursor(
     hub, other = start_hub(env, port), start_hub(env)
     user = _user()
     wire = await Wire.watch(tab.page)
-    await tab.page.goto(hub.url + "/healthz")
-    await tab.open("app", f"{hub.url}/events?token={_token(user)}")
+    await tab.load(hub)
+    await tab.open("app", hub, token=_token(user))
     await tab.until("app", "log.onopen >= 1 && log.opens.length >= 1")
     await wire.until_pings(PINGS)  # heartbeats flow, and the app has been shown nothing
 
