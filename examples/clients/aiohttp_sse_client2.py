@@ -42,6 +42,7 @@ async def follow(
                         last_event_id = event.last_event_id or last_event_id
                         if event.type == "hub.open":
                             continue
+                        # Data: JSON, as this app publishes objects (a string arrives as sent).
                         # "hub.reset" ({"reason", "channels"}): history was lost; refetch state.
                         on_event(event.type, json.loads(event.data), event.last_event_id)
             except aiohttp.ClientError:

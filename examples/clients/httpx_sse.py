@@ -36,6 +36,7 @@ async def follow(
                             delay = sse.retry / 1000
                         if sse.event == "hub.open":
                             continue
+                        # Data: JSON, as this app publishes objects (a string arrives as sent).
                         # "hub.reset" ({"reason", "channels"}): history was lost; refetch state.
                         on_event(sse.event, json.loads(sse.data), sse.id)
             except httpx.TransportError:

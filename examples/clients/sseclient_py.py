@@ -43,6 +43,7 @@ def follow(
                         delay = int(event.retry) / 1000
                     if event.event == "hub.open":
                         continue
+                    # Data: JSON, as this app publishes objects (a string arrives as sent).
                     # "hub.reset" ({"reason", "channels"}): history was lost; refetch state.
                     on_event(event.event, json.loads(event.data), event.id or "")
         except RETRIED:
