@@ -48,6 +48,11 @@ class NotSupported(HubError):
     title = "Not implemented"
 
 
+class ExpectationFailed(HubError):
+    status = 417
+    title = "Expectation failed"
+
+
 class HeadTimeout(HubError):
     status = 408
     title = "Request timeout"

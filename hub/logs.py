@@ -124,6 +124,22 @@ class SecretFilter(logging.Filter):
         return True
 
 
+class ClientFaultFilter(logging.Filter):
+    """A body the client sent broken (a bad chunk, a Content-Encoding that does not decode)
+    is answered 400 by the hub; aiohttp then reads the rest of it to keep the connection,
+    meets the same error and logs it as an unhandled exception with a traceback. It is
+    the client's fault: one warning line without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.name == "aiohttp.server" and type(exc).__name__ == "RequestPayloadError":
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = "dropped a connection whose body was broken: %s"
+            record.args = (" ".join(str(exc).split()),)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -153,6 +169,7 @@ class TextFormatter(logging.Formatter):
 def setup(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(ClientFaultFilter())
     handler.addFilter(SecretFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -33,7 +33,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
@@ -51,6 +53,8 @@ log = logging.getLogger(__name__)
 _PUBLIC = (RSAPublicKey, EllipticCurvePublicKey, Ed25519PublicKey, Ed448PublicKey)
 # Failed fetches are retried after min_interval, doubling up to this (or refresh_interval).
 _MAX_RETRY = 60.0
+# Requests waiting for a fetch, at most; beyond them an unknown `kid` is refused at once.
+_MAX_WAITING = 1000
 
 
 def _usable(raw: Any) -> PyJWK | None:
@@ -68,6 +72,10 @@ def _usable(raw: Any) -> PyJWK | None:
 
 class KeyNotYetKnown(Unauthorized):
     """The token names a key the hub does not hold (yet): a refresh has been asked for."""
+
+    def __init__(self, detail: str, kid: str | None) -> None:
+        super().__init__(detail)
+        self.kid = kid
 
 
 class JwksKeys:
@@ -93,6 +101,9 @@ class JwksKeys:
             timeout=timeout,
             headers={"User-Agent": f"hub/{__version__}"},
         )
+        self._timeout = timeout
+        self._fetching: threading.Thread | None = None
+        self._waiting = 0  # requests waiting for a fetch (`refreshed`)
         self._refresh_interval = refresh_interval
         self._min_interval = min_interval
         self._start_wait = start_wait
@@ -151,17 +162,28 @@ class JwksKeys:
         if not self._keys:
             raise KeyNotYetKnown(
                 f"{self._kind} signing keys are not available yet (identity provider "
-                "not reached); try again shortly"
+                "not reached); try again shortly",
+                kid,
             )
-        raise KeyNotYetKnown(f"invalid {self._kind} token: unknown signing key ('kid')")
+        raise KeyNotYetKnown(f"invalid {self._kind} token: unknown signing key ('kid')", kid)
 
-    async def refreshed(self) -> None:
-        """Until the fetch that an unknown `kid` asked for has ended (or `unknown_wait`)."""
-        wanted = self.fetches + 1  # one that starts from now: one under way may predate the key
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._unknown_wait):
-                while self._next_fetch is not None and self._ended < wanted:
-                    await self._next_fetch.wait()
+    async def refreshed(self, kid: str | None) -> None:
+        """Until `kid` is known or a fetch started from now has ended (one under way may
+        predate the key), at most `unknown_wait` seconds; at once when _MAX_WAITING
+        requests wait already (each holds a connection: a flood must not grow them)."""
+        if self._waiting >= _MAX_WAITING:
+            return
+        wanted = self.fetches + 1
+        self._waiting += 1
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._unknown_wait):
+                    while self._next_fetch is not None and self._ended < wanted:
+                        await self._next_fetch.wait()
+                        if kid in self._keys or (kid is None and self._keys):
+                            return
+        finally:
+            self._waiting -= 1
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -189,12 +211,46 @@ class JwksKeys:
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
 
+    async def _in_thread(self, fetch: Callable[[], Any]) -> Any:
+        """`fetch()` in a daemon thread, waited for at most twice the socket timeout.
+
+        urllib's timeout is per socket operation: a provider trickling its answer never
+        times out. A daemon thread left behind neither blocks the hub's exit (the default
+        executor's threads would) nor another fetch (`_fetching` is checked first).
+        """
+        loop = asyncio.get_running_loop()
+        result: asyncio.Future[Any] = loop.create_future()
+
+        def settle(data: Any, error: Exception | None) -> None:
+            if result.done():
+                return
+            if error is not None:
+                result.set_exception(error)
+            else:
+                result.set_result(data)
+
+        def run() -> None:
+            data, error = None, None
+            try:
+                data = fetch()
+            except Exception as exc:
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(settle, data, error)
+
+        self._fetching = threading.Thread(target=run, name=f"hub-jwks-{self._kind}", daemon=True)
+        self._fetching.start()
+        async with asyncio.timeout(2 * self._timeout):
+            return await result
+
     async def _fetch(self) -> bool:
         """One fetch in a thread; the set replaced only if it holds a usable key."""
         self._last_attempt = time.monotonic()
         self.fetches += 1
         try:
-            data = await asyncio.to_thread(self._client.fetch_data)
+            if self._fetching is not None and self._fetching.is_alive():
+                raise TimeoutError("the previous fetch has not ended yet")
+            data = await self._in_thread(self._client.fetch_data)
             raw_keys = data.get("keys")
             if not isinstance(raw_keys, list):
                 raise ValueError("no 'keys' list")

@@ -241,10 +241,10 @@ class TokenVerifier:
         known yet, once more after the provider's keys have been fetched again."""
         try:
             return check()
-        except KeyNotYetKnown:
+        except KeyNotYetKnown as unknown:
             if self._jwks is None:
                 raise
-            await self._jwks.refreshed()
+            await self._jwks.refreshed(unknown.kid)
             return check()
 
     def claims(self, token: str) -> dict[str, Any]:

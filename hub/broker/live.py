@@ -126,6 +126,9 @@ class LiveConnection:
             except Exception as exc:  # refused, unreachable, timed out, a bad host name...
                 log.warning("pub/sub connection to Redis failed: %s", exc)
             else:
+                if self._closing:  # closed while connecting: this link must not serve
+                    link.close()
+                    break
                 link.listen(self._handle)
                 self._attach(link)
                 try:

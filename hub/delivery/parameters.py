@@ -25,13 +25,28 @@ class StreamBody:
 NO_BODY = StreamBody()
 
 
+class _Duplicate(ValueError):
+    pass
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    names = [name for name, _ in pairs]
+    if len(set(names)) != len(names):
+        raise _Duplicate
+    return dict(pairs)
+
+
 def stream_body(raw: bytes) -> StreamBody:
     """The parameters in `raw`; an empty body (or only whitespace) holds none."""
     if not raw.strip():
         return NO_BODY
     try:
-        parsed: Any = json.loads(raw)
-    except ValueError:  # UnicodeDecodeError included
+        # Duplicate members refused: whatever reads the body before the hub must not
+        # see other topics than the hub checks (JSON parsers keep the first or the last).
+        parsed: Any = json.loads(raw, object_pairs_hook=_unique)
+    except _Duplicate:
+        raise BadRequest("the body names a member twice") from None
+    except (ValueError, RecursionError):  # UnicodeDecodeError included; nesting too deep
         raise BadRequest("the body is not JSON") from None
     if not isinstance(parsed, dict):
         raise BadRequest('the body must be a JSON object: {"topics": [...], "lastEventId": "..."}')

@@ -13,6 +13,7 @@ from hub.config import MAX_REQUEST_LINE, Settings
 from hub.delivery.fanout import FanOut
 from hub.delivery.reasons import Close
 from hub.http import demo, events, health, openapi, publish
+from hub.http.body import expect_continue
 from hub.http.cors import Cors
 from hub.http.problem import problem_middleware
 from hub.http.state import HUB, Hub
@@ -45,8 +46,11 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
     app.on_startup.append(_start_tokens)
     app.on_cleanup.append(_close_tokens)
     app.router.add_get("/events", events.events)
-    app.router.add_post("/events", events.events)
-    app.router.add_post("/publish", publish.publish)
+    # A body is asked for (100 Continue) only once the token has passed.
+    events_expect = expect_continue(events.subscriber_known)
+    app.router.add_post("/events", events.events, expect_handler=events_expect)
+    publish_expect = expect_continue(publish.publisher_known)
+    app.router.add_post("/publish", publish.publish, expect_handler=publish_expect)
     cors = hub.cors
     app.on_response_prepare.append(cors.on_prepare)
     for path in ("/events", "/publish"):

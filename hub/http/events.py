@@ -29,11 +29,11 @@ async def events(request: web.Request) -> web.StreamResponse:
     if request.method not in ("GET", "POST"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])  # HEAD: no stream
     hub = request.app[HUB]
-    tokens, body = hub.subscriber_tokens, NO_BODY
+    body = NO_BODY
     if request.method == "POST":
-        # The token first (cached for admission): no body is read for a stranger.
-        await tokens.fresh(lambda: tokens.subscriber(subscriber_token(request, hub.settings)))
+        await subscriber_known(request)  # cached for admission: no body read for a stranger
         body = await _parameters(request)
+    tokens = hub.subscriber_tokens
     opening = await tokens.fresh(lambda: admit(request, hub, body))
     sink = _ResponseSink(request, send_timeout(hub.settings))
     try:
@@ -41,6 +41,13 @@ async def events(request: web.Request) -> web.StreamResponse:
     finally:
         opening.release(hub)
     return sink.response
+
+
+async def subscriber_known(request: web.Request) -> None:
+    """The request's subscriber token passes (Unauthorized otherwise)."""
+    hub = request.app[HUB]
+    tokens = hub.subscriber_tokens
+    await tokens.fresh(lambda: tokens.subscriber(subscriber_token(request, hub.settings)))
 
 
 async def _parameters(request: web.Request) -> StreamBody:

@@ -15,6 +15,7 @@ from typing import NamedTuple
 from aiohttp import web
 
 from hub.auth.extract import publisher_token
+from hub.auth.verify import Publisher
 from hub.delivery.publishing import (
     counted,
     idempotency_key,
@@ -39,9 +40,14 @@ async def publish(request: web.Request) -> web.Response:
     return await asyncio.shield(counted(hub, _publish(request, hub)))
 
 
+async def publisher_known(request: web.Request) -> Publisher:
+    """The request's publisher (Unauthorized if its token does not pass)."""
+    tokens = request.app[HUB].publisher_tokens
+    return await tokens.fresh(lambda: tokens.publisher(publisher_token(request)))
+
+
 async def _publish(request: web.Request, hub: Hub) -> web.Response:
-    tokens = hub.publisher_tokens
-    publisher = await tokens.fresh(lambda: tokens.publisher(publisher_token(request)))
+    publisher = await publisher_known(request)
     if request.content_type == NDJSON:
         scoped_key = idempotency_key(request.headers, publisher)
         limit = hub.settings.max_payload_bytes * 2 + 65536

@@ -27,6 +27,9 @@ class HubServer:
             # A handler whose client left is cancelled (a stream aiohttp serves ends with it).
             handler_cancellation=True,
             access_log_class=AccessLogger,
+            # After an answer that left a body unread (a refusal), aiohttp reads on to keep
+            # the connection: 2 s, not 10, before it closes instead.
+            lingering_time=2.0,
         )
         self.front = Front(hub)
         # After the app's own drain (which ends every stream): the front's streams and

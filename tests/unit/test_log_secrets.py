@@ -4,11 +4,13 @@ a request its parser refuses whole (a `?token=`, a cookie, a bearer token)."""
 from __future__ import annotations
 
 import logging
+import sys
 
 import pytest
+from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, InvalidHeader, LineTooLong
 
-from hub.logs import JsonFormatter, SecretFilter, TextFormatter, redact_text
+from hub.logs import ClientFaultFilter, JsonFormatter, SecretFilter, TextFormatter, redact_text
 from tests.support.hub_process import HubProcess
 from tests.support.hubs import PUBLISHER_KEY, SUBSCRIBER_KEY, StartHub
 from tests.support.logcheck import (
@@ -103,3 +105,18 @@ def test_the_filter_hides_what_aiohttp_quotes(
 )
 def test_redact_text(text: str, hidden: str) -> None:
     assert redact_text(text) == hidden
+
+
+def test_a_broken_request_body_is_one_warning_line_not_a_traceback() -> None:
+    try:
+        raise web.RequestPayloadError("400, message:\n  Can not decode content-encoding: gzip")
+    except web.RequestPayloadError:
+        record = logging.LogRecord(
+            "aiohttp.server", logging.ERROR, __file__, 1, "Unhandled exception", (), sys.exc_info()
+        )
+    assert ClientFaultFilter().filter(record)
+    assert (record.levelname, record.exc_info, record.exc_text) == ("WARNING", None, None)
+    assert record.getMessage() == (
+        "dropped a connection whose body was broken: "
+        "400, message: Can not decode content-encoding: gzip"
+    )

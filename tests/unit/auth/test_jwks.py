@@ -15,6 +15,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from hub.auth import jwks
 from hub.auth.jwks import JwksKeys, KeyNotYetKnown
 from hub.auth.verify import MISSING, TokenVerifier, claim_at
 from hub.config import Settings
@@ -211,6 +212,35 @@ async def test_unknown_kids_wait_a_bounded_time_and_share_one_fetch(
         outcomes = await asyncio.gather(*map(attempt, tokens))
     assert set(outcomes) == {"invalid subscriber token: unknown signing key ('kid')"}
     assert jwks_server.requests == 1
+
+
+async def test_a_provider_that_never_finishes_answering_holds_nothing_up(
+    jwks_server: JwksServer, start_verifier: StartVerifier
+) -> None:
+    """urllib's timeout is per read: a trickling provider is cut by the fetch's own
+    deadline, and the thread left behind holds up neither close nor the next fetch."""
+    jwks_server.publish(rsa_key("slow"))
+    jwks_server.delay = 60.0  # answers a minute later
+    verifier = await start_verifier(jwks_server.url, start_wait=0.5, min_interval=0.1)
+    keys = keys_of(verifier)
+    async with asyncio.timeout(30):  # the fetch gives up at twice the socket timeout (2 s)
+        while keys.fetches < 2:  # the refresher goes on: it does not hang on the first fetch
+            await asyncio.sleep(0.1)
+    assert keys.known == 0
+    async with asyncio.timeout(10):
+        await verifier.close()
+
+
+async def test_beyond_the_cap_an_unknown_kid_is_refused_without_waiting(
+    jwks_server: JwksServer, start_verifier: StartVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jwks_server.publish(rsa_key("only"))
+    verifier = await start_verifier(jwks_server.url, min_interval=60.0, unknown_wait=60.0)
+    monkeypatch.setattr(jwks, "_MAX_WAITING", 0)
+    token = rsa_key("stranger").token({"sub": "eve"})
+    async with asyncio.timeout(10):  # a waiter would wait a minute
+        with pytest.raises(KeyNotYetKnown):
+            await verifier.fresh(lambda: verifier.subscriber(token))
 
 
 async def test_keys_are_refreshed_in_the_background(

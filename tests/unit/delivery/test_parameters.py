@@ -36,6 +36,8 @@ def test_what_a_body_holds(raw: bytes, parsed: StreamBody) -> None:
         (b'{"topics": "news"}', "topics must be a list of strings"),
         (b'{"topics": [1]}', "topics must be a list of strings"),
         (b'{"lastEventId": 5}', "lastEventId must be a string"),
+        (b"[" * 100_000 + b"]" * 100_000, "the body is not JSON"),  # too deep to read
+        (b'{"topics": ["news"], "topics": ["secret"]}', "names a member twice"),
     ],
 )
 def test_a_bad_body_is_refused_with_its_reason(raw: bytes, detail: str) -> None:

@@ -127,12 +127,57 @@ async def test_a_bad_body_is_a_problem_and_opens_nothing(
     assert not hub.client.app[HUB].fanout.streams  # nothing opened, no slot kept
 
 
+async def test_a_body_that_cannot_be_decoded_is_400(hub: HubClient) -> None:
+    response = await hub.client.post(
+        "/events",
+        data=b"0123456789",  # not gzip
+        headers={
+            "Authorization": f"Bearer {hub.subscriber_token('f9')}",
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+        },
+    )
+    assert response.status == 400
+    assert "could not be read" in (await response.json())["detail"]
+
+
 async def test_no_token_is_401_before_the_body_is_read(hub: HubClient) -> None:
     response = await hub.client.post(
         "/events", data=b"{", headers={"Content-Type": "application/json"}
     )
     assert response.status == 401
     assert response.content_type == "application/problem+json"
+
+
+async def _expect_continue(hub: HubClient, path: str, token: str | None) -> bytes:
+    """What the hub answers to a head with `Expect: 100-continue`, before any body."""
+    reader, writer = await asyncio.open_connection(hub.client.host, hub.client.port)
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    writer.write(
+        (
+            f"POST {path} HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\n"
+            f"Content-Length: 2\r\nExpect: 100-continue\r\n{auth}\r\n"
+        ).encode()
+    )
+    try:
+        return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("path", ["/events", "/publish"])
+async def test_a_stranger_is_refused_before_it_is_asked_for_its_body(
+    hub: HubClient, path: str
+) -> None:
+    head = await _expect_continue(hub, path, None)
+    assert head.startswith(b"HTTP/1.1 401 "), head  # no "100 Continue" first
+
+
+@pytest.mark.parametrize("path", ["/events", "/publish"])
+async def test_a_known_client_is_asked_for_its_body(hub: HubClient, path: str) -> None:
+    token = hub.subscriber_token("f10") if path == "/events" else hub.publisher_token()
+    head = await _expect_continue(hub, path, token)
+    assert head == b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 async def test_a_body_that_never_comes_is_408(
