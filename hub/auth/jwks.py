@@ -2,7 +2,7 @@
 
 The token's `kid` picks the key. PyJWT fetches the document (`PyJWKClient`,
 urllib, synchronous) and parses each key (`PyJWK`); the fetch always runs in a
-thread (`asyncio.to_thread`), so the event loop never waits on the provider,
+daemon thread with a deadline, so the event loop never waits on the provider,
 and the lookup a request makes (`key`) is a dictionary read that never fetches:
 
 - at start-up the keys are fetched once, waited for at most `start_wait`
@@ -68,6 +68,39 @@ def _usable(raw: Any) -> PyJWK | None:
     if not isinstance(key.key, _PUBLIC) or key.algorithm_name.startswith("HS"):
         return None
     return key
+
+
+def in_daemon_thread(
+    fetch: Callable[[], Any], kind: str
+) -> tuple[threading.Thread, asyncio.Future[Any]]:
+    """`fetch()` in a daemon thread, and the future of its result on this loop.
+
+    A daemon thread left behind by a deadline blocks neither the hub's exit (the default
+    executor's threads would) nor another fetch (the thread is checked first).
+    """
+    loop = asyncio.get_running_loop()
+    result: asyncio.Future[Any] = loop.create_future()
+
+    def settle(data: Any, error: Exception | None) -> None:
+        if result.done():
+            return
+        if error is not None:
+            result.set_exception(error)
+        else:
+            result.set_result(data)
+
+    def run() -> None:
+        data, error = None, None
+        try:
+            data = fetch()
+        except Exception as exc:
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, data, error)
+
+    thread = threading.Thread(target=run, name=f"hub-jwks-{kind}", daemon=True)
+    thread.start()
+    return thread, result
 
 
 class KeyNotYetKnown(Unauthorized):
@@ -211,38 +244,6 @@ class JwksKeys:
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
 
-    async def _in_thread(self, fetch: Callable[[], Any]) -> Any:
-        """`fetch()` in a daemon thread, waited for at most twice the socket timeout.
-
-        urllib's timeout is per socket operation: a provider trickling its answer never
-        times out. A daemon thread left behind neither blocks the hub's exit (the default
-        executor's threads would) nor another fetch (`_fetching` is checked first).
-        """
-        loop = asyncio.get_running_loop()
-        result: asyncio.Future[Any] = loop.create_future()
-
-        def settle(data: Any, error: Exception | None) -> None:
-            if result.done():
-                return
-            if error is not None:
-                result.set_exception(error)
-            else:
-                result.set_result(data)
-
-        def run() -> None:
-            data, error = None, None
-            try:
-                data = fetch()
-            except Exception as exc:
-                error = exc
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(settle, data, error)
-
-        self._fetching = threading.Thread(target=run, name=f"hub-jwks-{self._kind}", daemon=True)
-        self._fetching.start()
-        async with asyncio.timeout(2 * self._timeout):
-            return await result
-
     async def _fetch(self) -> bool:
         """One fetch in a thread; the set replaced only if it holds a usable key."""
         self._last_attempt = time.monotonic()
@@ -250,7 +251,11 @@ class JwksKeys:
         try:
             if self._fetching is not None and self._fetching.is_alive():
                 raise TimeoutError("the previous fetch has not ended yet")
-            data = await self._in_thread(self._client.fetch_data)
+            # urllib's timeout is per socket operation: a provider trickling its answer
+            # never times out, so the fetch has a deadline of its own.
+            self._fetching, result = in_daemon_thread(self._client.fetch_data, self._kind)
+            async with asyncio.timeout(2 * self._timeout):
+                data = await result
             raw_keys = data.get("keys")
             if not isinstance(raw_keys, list):
                 raise ValueError("no 'keys' list")
