@@ -101,7 +101,9 @@ async def _serve(
         sub.deadline = loop.time() + (opening.subscriber.expires_at - time.time())
     hub.metrics.open_streams.inc()
     opened = time.monotonic()
-    log.info("stream opened", extra={"user": user, "channels": list(sub.channels)})
+    # DEBUG: the access log has the open already, and a reconnect storm of thousands would
+    # spend a fifth of its accept CPU here; "stream closed" carries the whole story.
+    log.debug("stream opened", extra={"user": user, "channels": list(sub.channels)})
     if hub.draining:
         sub.close(Close.SHUTDOWN)  # the drain began while this stream was being set up
     try:
@@ -121,6 +123,7 @@ async def _serve(
             "stream closed",
             extra={
                 "user": user,
+                "channels": list(sub.channels),
                 "duration_s": round(time.monotonic() - opened, 3),
                 "events": sub.sent,
                 "reason": sub.closed or "client",

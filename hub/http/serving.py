@@ -16,6 +16,11 @@ from hub.http.front import Front
 from hub.http.state import HUB
 
 
+# Connections the kernel holds until accepted (capped by net.core.somaxconn). 128 overflowed
+# while thousands reconnected at once: each dropped SYN cost its client a 1 s retransmit.
+BACKLOG = 4096
+
+
 class HubServer:
     def __init__(self, app: web.Application) -> None:
         self.app = app
@@ -44,7 +49,7 @@ class HubServer:
         self.front.attach(server)
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(
-            self.front, host, port, reuse_port=reuse_port or None, backlog=128
+            self.front, host, port, reuse_port=reuse_port or None, backlog=BACKLOG
         )
 
     @property
