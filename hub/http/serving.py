@@ -15,7 +15,6 @@ from hub.http.accesslog import AccessLogger
 from hub.http.front import Front
 from hub.http.state import HUB
 
-
 # Connections the kernel holds until accepted (capped by net.core.somaxconn). 128 overflowed
 # while thousands reconnected at once: each dropped SYN cost its client a 1 s retransmit.
 BACKLOG = 4096
