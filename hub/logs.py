@@ -166,7 +166,7 @@ class TextFormatter(logging.Formatter):
         return text + "".join(f" {k}={v}" for k, v in fields.items())
 
 
-def setup(level: str, fmt: str) -> None:
+def setup(level: str, fmt: str, *, access: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(ClientFaultFilter())
@@ -174,3 +174,5 @@ def setup(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Off: aiohttp and the front both ask whether INFO is enabled before building a line.
+    logging.getLogger("aiohttp.access").setLevel(logging.NOTSET if access else logging.WARNING)

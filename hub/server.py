@@ -170,7 +170,7 @@ def _cannot_listen(settings: Settings, flags: Collection[str], exc: OSError) -> 
 
 def serve(settings: Settings, flags: Collection[str] = ()) -> int:
     """Runs the hub until stopped: 0, or 1 if it could not start. `flags`: see `check`."""
-    logs.setup(settings.log_level, settings.log_format)
+    logs.setup(settings.log_level, settings.log_format, access=settings.access_log)
     for warning in stray_variables(os.environ):
         log.warning("%s", warning)
     try:

@@ -17,6 +17,10 @@ def log_access(
 
 
 class AccessLogger(AbstractAccessLogger):
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)  # off with access_log = false
+
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         log_access(
             self.logger, request.remote, request.method, request.path_qs, response.status, time

@@ -339,6 +339,29 @@ async def test_json_logs_have_one_line_per_stream_and_no_tokens(start_hub: Start
     assert any(entry["logger"] == "aiohttp.access" for entry in lines)
 
 
+async def test_the_access_log_can_be_turned_off(start_hub: StartHub) -> None:
+    """Behind a proxy that logs requests: no access line, the stream's own line stays."""
+    hub = start_hub(
+        {
+            "HUB_ACCESS_LOG": "false",
+            "HUB_SUBSCRIBER_JWT_KEY": SUBSCRIBER_KEY,
+            "HUB_PUBLISHER_JWT_KEY": PUBLISHER_KEY,
+        }
+    )
+    subscriber, publisher = _token("--sub", "kim"), _token("--sub", "p", "--publisher")
+    async with aiohttp.ClientSession(hub.url) as session:
+        response = await session.get("/events", params={"token": subscriber})
+        (await _open_and_receive(session, response, publisher, "kim")).close()
+        async with session.post("/publish", data=b"{", headers={"Content-Type": "text/x"}):
+            pass  # a refusal through aiohttp's own access logger, not only the front's
+        async with asyncio.timeout(20):
+            while "stream closed" not in hub.stderr.read_text():
+                await asyncio.sleep(0.05)
+    text = hub.stderr.read_text()
+    assert "aiohttp.access" not in text
+    assert '"POST /publish"' not in text
+
+
 @pytest.mark.parametrize("url", ["redis://h:abc", "redis://h/x", "redis://h:99999", "redis://[::1"])
 def test_a_malformed_redis_url_stops_serve_with_one_line(url: str) -> None:
     result = run_hub("serve", HUB_REDIS_URL=url, **KEYS)
