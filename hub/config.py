@@ -111,7 +111,7 @@ class Settings:
     # "text" for people, "json" for log pipelines (one object per line).
     log_format: str = "text"
     # One line per request (streams when they open). false: none, as behind a proxy that
-    # logs them already: measured, a publish then costs 28–37% less hub CPU.
+    # logs them already: measured, a publish then costs 28 to 37% less hub CPU.
     access_log: bool = True
 
     def __post_init__(self) -> None:
