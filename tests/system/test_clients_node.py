@@ -223,9 +223,11 @@ def _batch(name: str, count: int) -> list[dict[str, Any]]:
     return [{"batch": name, "n": n, "text": f"{name} {n} \u00e9\u2603"} for n in range(count)]
 
 
-async def test_resumes_from_its_last_id_after_the_client_restarts(
+async def _subscribed_and_received(
     hubs: Hubs, start_client: StartClient, user: str
-) -> None:
+) -> tuple[NodeClient, list[dict[str, Any]], list[dict[str, Any]]]:
+    """A client subscribed to the main hub that has received a first batch of two: the
+    client, the batch, and the events it saw."""
     client = await start_client(hubs.main)
     await hubs.wait_subscribed(client)
     first = _batch("first", 2)
@@ -233,6 +235,13 @@ async def test_resumes_from_its_last_id_after_the_client_restarts(
         await hubs.publish(hubs.main, data, f"user:{user}")
     seen = await client.wait_for(2)
     _assert_app_events(seen, first)
+    return client, first, seen
+
+
+async def test_resumes_from_its_last_id_after_the_client_restarts(
+    hubs: Hubs, start_client: StartClient, user: str
+) -> None:
+    client, _, seen = await _subscribed_and_received(hubs, start_client, user)
 
     await client.stop()
     missed = _batch("missed", 3)
@@ -278,12 +287,7 @@ async def _first_id(hubs: Hubs, user: str) -> str:
 async def test_reconnects_by_itself_across_a_hub_crash(
     hubs: Hubs, start_client: StartClient, user: str
 ) -> None:
-    client = await start_client(hubs.main)
-    await hubs.wait_subscribed(client)
-    first = _batch("first", 2)
-    for data in first:
-        await hubs.publish(hubs.main, data, f"user:{user}")
-    _assert_app_events(await client.wait_for(2), first)
+    client, first, _ = await _subscribed_and_received(hubs, start_client, user)
 
     hubs.main.process.kill()  # the connection drops under the client
     hubs.main.process.wait()
