@@ -264,7 +264,17 @@ class Commands:
         # Concurrent calls share one attempt; a failed attempt is not reused.
         if self._connecting is None or self._connecting.done():
             self._connecting = asyncio.get_running_loop().create_task(self._open())
-        return await asyncio.shield(self._connecting)
+        connecting = self._connecting
+        try:
+            return await asyncio.shield(connecting)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if connecting.cancelled() and task is not None and not task.cancelling():
+                # `close` ended the attempt, not our caller: a failure to connect, which
+                # callers answer (503, retry), where a stray cancellation would end a
+                # publish with no answer at all.
+                raise ConnectionError("the connection was closed while connecting") from None
+            raise
 
     async def _open(self) -> Link:
         options = await self._resolve()

@@ -75,6 +75,11 @@ async def test_random_faults_lose_double_reorder_and_falsely_reset_nothing(
         await asyncio.sleep(1)
     finally:
         stop.set()
+        _, late = await asyncio.wait(tasks, timeout=60)
+        for task in late:  # what would have hung the test: its stack, then fail
+            task.print_stack()
+            task.cancel()
+        assert not late, f"seed {seed}: {len(late)} task(s) did not stop"
         await asyncio.gather(*tasks)
     reconnects = sum(r.reconnects for r in roamers)
     print("faults:", log, "reconnects:", reconnects, "publishes dropped:", publisher.dropped)

@@ -80,6 +80,24 @@ async def test_a_call_without_an_answer_times_out_and_drops_the_connection() -> 
         server.close()
 
 
+async def test_a_call_waiting_for_a_connection_that_is_closed_fails_as_a_connection() -> None:
+    """Closing (a node gone from the slot map) while a call waits for the connection: the
+    call gets ConnectionError, which a publish answers with 503, never a cancellation,
+    which would end the publish with no answer at all."""
+    server = await asyncio.get_running_loop().create_server(asyncio.Protocol, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    # primary=True: connecting asks the node its role, which this server never answers.
+    commands = Commands(f"redis://127.0.0.1:{port}", timeout=30, primary=True)
+    try:
+        call = asyncio.create_task(commands.call("PING"))
+        await asyncio.sleep(0.2)  # connected at TCP level, waiting for the role
+        await commands.close()
+        with pytest.raises(ConnectionError, match="closed while connecting"):
+            await call
+    finally:
+        server.close()
+
+
 async def test_password_and_database_from_the_url(tmp_path: Path) -> None:
     server = RedisServer(tmp_path / "auth")
     server.start()
