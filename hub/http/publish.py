@@ -23,7 +23,7 @@ from hub.delivery.publishing import (
     publish_lines,
     publish_request,
 )
-from hub.errors import HubError, PayloadTooLarge, UnsupportedMediaType
+from hub.errors import BrokerUnavailable, HubError, PayloadTooLarge, UnsupportedMediaType
 from hub.http.body import read_body
 from hub.http.head import JSON, answer_head
 from hub.http.problem import CONTENT_TYPE as PROBLEM
@@ -103,6 +103,15 @@ async def answer(
         status, headers, content = error_answer(exc, "POST /publish")
         content_type = PROBLEM
         close = close or (status >= 500 and not isinstance(exc, HubError))
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise  # the front's own: the client left, or the shutdown deadline passed
+        # A cancellation from below that is not the front's must not leave the publisher
+        # unanswered: whether it was written is unknown, so it retries with its key.
+        stray = BrokerUnavailable("the publish was interrupted; retry with its Idempotency-Key")
+        status, headers, content = error_answer(stray, "POST /publish")
+        content_type = PROBLEM
     close = close or closing()
     head = answer_head(status, content_type, len(content), headers, close)
     return Answer(status, head + content, close)

@@ -3,6 +3,7 @@ rendered as aiohttp's middleware renders them, and when the connection closes af
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -92,6 +93,40 @@ async def test_a_failure_closes_only_when_unexpected(
     lines, problem = _split(reply)
     assert (reply.status, reply.close, problem["status"]) == (status, close, status)
     assert ("Connection: close" in lines) == close
+
+
+async def test_a_cancellation_from_below_is_answered_503_not_left_unanswered(
+    hub: HubClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def publish(messages: Sequence[Message], idempotency: Any = None) -> Any:
+        raise asyncio.CancelledError  # as a connection attempt another task cancelled
+
+    monkeypatch.setattr(_state(hub).broker, "publish", publish)
+    request = _request(hub.publisher_token())
+    reply = await answer(_state(hub), request, b'{"users": ["cy"], "data": 1}', lambda: False)
+    lines, problem = _split(reply)
+    assert (reply.status, problem["status"]) == (503, 503)
+    assert "Retry-After: 1" in lines
+
+
+async def test_the_fronts_own_cancellation_goes_through(
+    hub: HubClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = asyncio.Event()
+
+    async def publish(messages: Sequence[Message], idempotency: Any = None) -> Any:
+        started.set()
+        await asyncio.sleep(60)
+
+    monkeypatch.setattr(_state(hub).broker, "publish", publish)
+    request = _request(hub.publisher_token())
+    task = asyncio.create_task(
+        answer(_state(hub), request, b'{"users": ["cy"], "data": 1}', lambda: False)
+    )
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
 
 
 async def test_closing_is_asked_once_the_publish_is_done(
