@@ -16,10 +16,8 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # client that dispatches on every blank line (fetch-event-source) sees an empty event.
 PING = b": ping\n"
 
-# The opening event's type and data: a named event, so EventSource's `onmessage` never
-# sees it, with JSON data, so no client hands the app an event with empty data.
+# The opening event's type: a named event, so EventSource's `onmessage` never sees it.
 OPEN = "hub.open"
-_OPEN_BODY = b"event: hub.open\ndata: {}\n\n"
 
 
 def event_body(event: str, data: str) -> bytes:
@@ -34,6 +32,10 @@ def event_body(event: str, data: str) -> bytes:
     lines.extend(f"data: {line}\n" for line in _LINE_BREAK.split(data))
     lines.append("\n")
     return "".join(lines).encode()
+
+
+# With JSON data, so no client hands the app an event with empty data.
+_OPEN_BODY = event_body(OPEN, "{}")
 
 
 def frame(event_id: str, body: bytes) -> bytes:

@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 
 from hub.client.errors import SubscribeError
+from hub.sse import OPEN  # the opening event: it carries the starting cursor, nothing for the app
 
 RESET = "hub.reset"
-OPEN = "hub.open"  # the opening event: it carries the starting cursor, nothing for the app
 
 
 @dataclass(frozen=True, slots=True)
