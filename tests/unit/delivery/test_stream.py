@@ -13,6 +13,7 @@ from hub.config import Settings
 from hub.delivery.cursor import Position, channel_tag, decode, encode, encode_part
 from hub.delivery.fanout import FanOut
 from hub.delivery.subscription import Subscription
+from hub.http.state import HUB
 from tests.support.hubs import EVERY_BROKER, HubClient, MakeHub
 from tests.support.sse_client import Event
 
@@ -128,6 +129,12 @@ async def test_shutdown_flushes_what_was_accepted(make_hub: MakeHub) -> None:
     stream = await hub.subscribe("olga")
     for n in range(20):
         await hub.send(f"o{n}", users=["olga"])
+    # A publish is answered once Redis has it; its live copy may still be on the way to the
+    # hub. Shutdown flushes what the stream accepted: so all 20 first, sent or queued.
+    [sub] = hub.client.app[HUB].fanout.streams
+    async with asyncio.timeout(20):
+        while sub.sent + len(sub._outbox) < 20:
+            await asyncio.sleep(0.01)
     await hub.client.app.shutdown()
     events = await stream.rest()
     assert [e.data for e in events] == [f"o{n}" for n in range(20)]
