@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from hub import __version__
 from hub.auth.verify import mint
 from hub.client import HubClientError, Publisher, subscribe
-from hub.config import DEV_KEYS_FILE, Settings, load_settings, stray_variables, with_dev_keys
+from hub.config import Settings, load_settings, stray_variables
+from hub.devkeys import DEV_KEYS_FILE, with_dev_keys
 from hub.errors import ConfigError
 
 DEFAULT_URL = "http://127.0.0.1:8080"

@@ -45,13 +45,21 @@ def _value_end(value: str) -> int:
     return end
 
 
+# Query parameters that carry a credential: ours, and Mercure's (`authorization`, and
+# `access_token` of RFC 6750, which the Mercure 1.0 draft names).
+_CREDENTIALS = frozenset({"token", "authorization", "access_token"})
+
+
 def _is_token(name: str) -> bool:
-    return name == "token" or (("%" in name or "+" in name) and unquote_plus(name) == "token")
+    return name in _CREDENTIALS or (
+        ("%" in name or "+" in name) and unquote_plus(name).lower() in _CREDENTIALS
+    )
 
 
 def redact(text: str) -> str:
-    """`text` (a path, or any text quoting one) with every `token` query value replaced
-    by ***, however its name is spelled (`?%74oken=` is read as `token` too).
+    """`text` (a path, or any text quoting one) with every credential's query value
+    (`token`, `authorization`, `access_token`) replaced by ***, however its name is
+    spelled (`?%74oken=` is read as `token` too).
 
     String methods only: this runs for every access log line and every log line that
     names a token, and a regular expression costs ~15 ns per character of a JWT."""

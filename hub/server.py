@@ -16,15 +16,8 @@ from typing import Any
 
 from hub import logs
 from hub.auth.verify import TokenVerifier, mint
-from hub.config import (
-    DEV_KEYS_FILE,
-    Settings,
-    read_dev_keys,
-    setting_name,
-    stray_variables,
-    unconfigured_keys,
-    write_dev_keys,
-)
+from hub.config import Settings, setting_name, stray_variables
+from hub.devkeys import DEV_KEYS_FILE, read_dev_keys, unconfigured_keys, write_dev_keys
 from hub.errors import ConfigError
 from hub.http.app import create_app
 from hub.http.serving import HubServer

@@ -95,6 +95,11 @@ class Broker(ABC):
         """
 
     @abstractmethod
+    async def recorded(self, key: str, channel: str) -> str | None:
+        """The entry id an idempotency `key` published on `channel`, while it is
+        remembered; None otherwise."""
+
+    @abstractmethod
     async def history(self, channel: str, after: int | None, limit: int) -> HistoryPage:
         """Entries with offset > `after`, at most `limit`, and the anchor at `after`.
 

@@ -145,6 +145,13 @@ class MemoryBroker(Broker):
         while keys and next(iter(keys.values()))[0] <= now:
             keys.popitem(last=False)
 
+    async def recorded(self, key: str, channel: str) -> str | None:
+        self._expire_idempotency(self._clock())
+        prior = self._idempotency.get(key)
+        if prior is None:
+            return None
+        return next((ids[channel] for ids in prior[2] if channel in ids), None)
+
     async def history(self, channel: str, after: int | None, limit: int) -> HistoryPage:
         state = self._live_channel(channel)
         if state is None:

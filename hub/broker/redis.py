@@ -153,6 +153,13 @@ class RedisBroker(Broker):
         if any(record is not None and not record.startswith(prefix) for record in records):
             raise IdempotencyConflict(_CONFLICT)
 
+    async def recorded(self, key: str, channel: str) -> str | None:
+        record = await self._call(_GET, [self.keys.idempotency(key, channel)], [])
+        if record is None:
+            return None
+        ids = record.split(b"\n", 1)[-1].split(b",")
+        return ids[0].decode() if ids[0] else None
+
     async def history(self, channel: str, after: int | None, limit: int) -> HistoryPage:
         keys = [self.keys.stream(channel), self.keys.meta(channel)]
         args: list[str | int] = ["", limit, ""] if after is None else [after, limit, after + 1]

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from hub import sse
-from hub.broker import Broker, HistoryPage
+from hub.broker import Broker, Entry, HistoryPage
 from hub.delivery import cursor, resume
 from hub.delivery.cursor import NOWHERE, Position
 from hub.delivery.reasons import Reset
@@ -131,6 +131,15 @@ class Backfill:
             return None
         return self.cursor()
 
+    def opening(self, retry_ms: int) -> bytes:
+        """The stream's first block (`hub.open` with the starting cursor)."""
+        return sse.opening(retry_ms, self.initial_id())
+
+    def history_frame(self, epoch: int, entry: Entry) -> bytes:
+        """The frame of an entry read from history, once the position is on it (empty:
+        nothing for this stream)."""
+        return sse.frame(self.cursor(), entry.body)
+
     def _set(self, i: int, position: Position) -> None:
         self._positions[i] = position
         self._parts[i] = cursor.encode_part(self._tags[i], position)
@@ -182,7 +191,9 @@ class Backfill:
             frames = []
             for entry in page.entries:
                 self._set(i, Position(page.epoch, entry.offset, entry.stamp))
-                frames.append(sse.frame(self.cursor(), entry.body))
+                frame = self.history_frame(page.epoch, entry)
+                if frame:
+                    frames.append(frame)
             if frames:
                 self.sent += len(frames)
                 await write(b"".join(frames))

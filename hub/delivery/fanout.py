@@ -11,17 +11,32 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Collection, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from hub.broker import Broker, Entry
 from hub.delivery.reasons import Close
 from hub.delivery.subscription import Subscription
 
 
+class Router(Protocol):
+    """Takes a channel's live entries for the streams it indexes (a protocol front-end's
+    streams, matched by what they select rather than by channel)."""
+
+    def offer(self, channel: str, epoch: int, entry: Entry) -> None: ...
+
+    def request_resync(self) -> None: ...
+
+    def add(self, sub: Subscription) -> None: ...
+
+    def remove(self, sub: Subscription) -> None: ...
+
+
 class FanOut:
     def __init__(self, broker: Broker) -> None:
         self._broker = broker
-        self._by_channel: dict[str, set[Subscription]] = {}
+        # A channel's receivers: its streams, or the one router that indexes them.
+        self._by_channel: dict[str, set[Subscription | Router]] = {}
+        self._routers: dict[str, Router] = {}
         self.streams: set[Subscription] = set()
         self._slots: dict[str, int] = {}
         # Bounded waits for subscriptions, oldest first, ended by the tick if still waiting.
@@ -32,7 +47,11 @@ class FanOut:
         self.streams.add(sub)
         confirmations = []
         for channel in sub.channels:
-            self._by_channel.setdefault(channel, set()).add(sub)
+            router = self._routers.get(channel)
+            if router is not None:
+                router.add(sub)
+            else:
+                self._by_channel.setdefault(channel, set()).add(sub)
             confirmations.append(self._broker.subscribe(channel))
         if len(confirmations) == 1:
             return confirmations[0]  # most streams: no gathering future needed
@@ -79,6 +98,9 @@ class FanOut:
             return
         self.streams.discard(sub)
         for channel in sub.channels:
+            router = self._routers.get(channel)
+            if router is not None:
+                router.remove(sub)
             subs = self._by_channel.get(channel)
             if subs is not None:
                 subs.discard(sub)
@@ -108,9 +130,15 @@ class FanOut:
             await asyncio.sleep(period)
             self.tick(loop.time(), heartbeat)
 
+    def route(self, channel: str, router: Router) -> None:
+        """`router` takes every live entry of `channel` and places it with its own streams."""
+        self._routers[channel] = router
+        self._by_channel[channel] = {router}
+
     def resync(self, channels: Collection[str] | None = None) -> None:
+        subs: Iterable[Subscription | Router]
         if channels is None:
-            subs: Iterable[Subscription] = self.streams
+            subs = [*self.streams, *self._routers.values()]
         else:
             by_channel = self._by_channel
             subs = {sub for channel in channels for sub in by_channel.get(channel, ())}

@@ -73,12 +73,16 @@ async def timed_write(write: Awaitable[None], timeout: float, abort: Callable[[]
         raise ClientGone from None
 
 
-async def open_stream(hub: Engine, opening: Opening, sink: Sink) -> None:
-    """Runs one admitted stream until it ends; errors after the headers only end it."""
+async def open_stream(
+    hub: Engine, opening: Opening, sink: Sink, sub: Subscription | None = None
+) -> None:
+    """Runs one admitted stream until it ends; errors after the headers only end it.
+    `sub`: a subscription of another kind (a protocol front-end's), else the hub's own."""
     settings = hub.settings
-    sub = Subscription(
-        opening.channels, settings.stream_queue_size, hub.metrics, settings.stream_queue_bytes
-    )
+    if sub is None:
+        sub = Subscription(
+            opening.channels, settings.stream_queue_size, hub.metrics, settings.stream_queue_bytes
+        )
     sub.start_from(opening.last_event_id)
     # Subscribed first: live entries are held by the subscription until it is settled.
     async with hub.fanout.registered(sub) as subscribed:
@@ -107,7 +111,7 @@ async def _serve(
     if hub.draining:
         sub.close(Close.SHUTDOWN)  # the drain began while this stream was being set up
     try:
-        await sink.write(sse.opening(settings.retry_ms, sub.initial_id()))
+        await sink.write(sub.opening(settings.retry_ms))
         await _run(hub, sub, sink, subscribed)
         while sub.has_output:  # ended by a drain or an expired token: accepted frames still go
             await sink.write(sub.take())

@@ -145,7 +145,7 @@ class _Outlet(Backfill):
         size = count = 0
         while self._outbox and (count == 0 or size < budget):
             event_id, body = self._outbox.popleft()
-            parts.append(sse.frame(event_id, body))
+            parts.append(sse.frame(event_id, body) if event_id else body)
             size += len(parts[-1])
             self._outbox_bytes -= len(body)
             count += 1
@@ -241,20 +241,28 @@ class Subscription(_Outlet):
         return False
 
     def _accept(self, i: int, epoch: int, entry: Entry) -> None:
-        # The hot path of every live delivery: `_set`, `cursor` and `_write_now` inlined.
+        # The hot path of every live delivery: `_set` and `cursor` inlined.
         position = Position(epoch, entry.offset, entry.stamp)
         self._positions[i] = position
         parts = self._parts
         parts[i] = cursor.encode_part(self._tags[i], position)
-        event_id = parts[0] if len(parts) == 1 else cursor.encode(parts)
+        self._emit(parts[0] if len(parts) == 1 else cursor.encode(parts), entry.body)
+
+    def _emit(self, event_id: str, body: bytes) -> None:
+        """One frame out: to the socket now while the task is parked, else queued for it.
+        An empty `event_id`: `body` is the whole frame."""
         direct = self._direct
-        if self._parked and direct is not None and direct(sse.frame(event_id, entry.body)):
+        if (
+            self._parked
+            and direct is not None
+            and direct(sse.frame(event_id, body) if event_id else body)
+        ):
             self.last_write = self._clock()
             self.sent += 1
             self.observer.delivered(1)
             return
-        self._outbox.append((event_id, entry.body))
-        self._outbox_bytes += len(entry.body)
+        self._outbox.append((event_id, body))
+        self._outbox_bytes += len(body)
         if len(self._outbox) > self._queue_size or self._outbox_bytes > self._queue_bytes:
             self.close(Close.SLOW_CONSUMER)
             return

@@ -15,8 +15,11 @@ from hub.delivery.reasons import Close
 from hub.http import demo, events, health, openapi, publish
 from hub.http.body import expect_continue
 from hub.http.cors import Cors
+from hub.http.mercure import install as install_mercure
 from hub.http.problem import problem_middleware
 from hub.http.state import HUB, Hub
+from hub.mercure.service import Mercure
+from hub.mercure.update import LOG
 from hub.metrics import Metrics
 from hub.tasks import stop
 
@@ -58,6 +61,10 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
     if settings.demo_page:
         app.router.add_get("/", demo.page)
         app.router.add_post("/demo/login", demo.login)
+    if settings.mercure:
+        mercure = Mercure(settings)
+        hub.fanout.route(LOG, mercure.index)
+        install_mercure(app, mercure)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)

@@ -35,7 +35,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         body = await _parameters(request)
     tokens = hub.subscriber_tokens
     opening = await tokens.fresh(lambda: admit(request, hub, body))
-    sink = _ResponseSink(request, send_timeout(hub.settings))
+    sink = ResponseSink(request, send_timeout(hub.settings))
     try:
         await open_stream(hub, opening, sink)
     finally:
@@ -69,7 +69,7 @@ _USER_TIMEOUT: int | None = getattr(socket, "TCP_USER_TIMEOUT", None)
 _TCP = (socket.AF_INET, socket.AF_INET6)
 
 
-class _ResponseSink:
+class ResponseSink:
     """A stream's bytes through aiohttp's streaming response."""
 
     def __init__(self, request: web.Request, timeout: float) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.config import Settings, read_dev_keys, with_dev_keys, write_dev_keys
+from hub.config import Settings
+from hub.devkeys import read_dev_keys, with_dev_keys, write_dev_keys
 from hub.errors import ConfigError
 from hub.server import with_keys
 from tests.support.hubs import PUBLISHER_KEY, SUBSCRIBER_KEY

@@ -84,6 +84,9 @@ class Primary(Broker):
     ) -> list[dict[str, str]]:
         raise NotImplementedError
 
+    async def recorded(self, key: str, channel: str) -> str | None:
+        raise NotImplementedError
+
     def subscribe(self, channel: str) -> asyncio.Future[None]:
         raise NotImplementedError
 
