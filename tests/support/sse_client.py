@@ -107,6 +107,17 @@ class SSEStream:
                 self.opened += 1
                 return
 
+    async def wait_retry(self, timeout: float = 10.0) -> None:
+        """Until the `retry:` line a Mercure stream opens with (it has no opening event):
+        from then on the stream is subscribed."""
+        while self.retry is None:
+            line = await self._line(timeout)
+            if line is None:
+                raise EOFError("stream ended before retry:")
+            name, _, value = line.partition(":")
+            if name == "retry":
+                self.retry = int(value)
+
     async def wait_comment(self, text: str, timeout: float = 10.0) -> None:
         """Until a comment line `: <text>` arrives (events before it are dropped)."""
         while True:
