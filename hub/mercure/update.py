@@ -89,7 +89,8 @@ def _no_line_break(value: str, field: str) -> str:
 def parse_form(body: bytes, max_data: int) -> Update:
     """A publish request's form (`application/x-www-form-urlencoded`), checked field by field."""
     try:
-        pairs = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=bool(body))
+        text = body.decode()
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(body), errors="strict")
     except (UnicodeDecodeError, ValueError):
         raise BadRequest(
             "the body is not a UTF-8 form (application/x-www-form-urlencoded)"
