@@ -8,7 +8,7 @@ from hub.delivery import cursor
 from hub.delivery.cursor import Position
 from hub.mercure.index import MercureIndex
 from hub.mercure.subscription import TAG, MercureSubscription
-from hub.mercure.tokens import Grants
+from hub.mercure.tokens import ANONYMOUS, Grants
 from hub.mercure.topics import selector
 from hub.mercure.update import LOG, Update
 
@@ -21,7 +21,7 @@ def entry(offset: int, *topics: str, private: bool = False, data: str = "") -> E
 
 
 def settled(
-    index: MercureIndex, *selectors: str, at: int = 0, grants: Grants = Grants()
+    index: MercureIndex, *selectors: str, at: int = 0, grants: Grants = ANONYMOUS
 ) -> MercureSubscription:
     """A stream caught up at offset `at`, registered with the index."""
     sub = MercureSubscription(

@@ -39,7 +39,7 @@ def test_a_full_form() -> None:
         (form(("topic", "a"), ("data", "x"), ("data", "y")), BadRequest),
         (form(("topic", "a"), ("id", "#1")), BadRequest),
         (form(("topic", "a"), ("retry", "-1")), BadRequest),
-        (form(("topic", "a"), ("retry", "１")), BadRequest),
+        (form(("topic", "a"), ("retry", "\uff11")), BadRequest),
         (form(("topic", "a"), ("type", "x\ny")), BadRequest),
         (form(("topic", "a\x7f")), BadRequest),
         (b"topic=%ff", BadRequest),
