@@ -22,7 +22,7 @@ AUD = "https://hub.example/.well-known/mercure"
 
 
 def public_pem(private: Any) -> str:
-    return (
+    return str(
         private.public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode()
@@ -67,7 +67,7 @@ def test_a_pem_public_key_verifies_its_own_kind_and_nothing_else(
 
 def test_unsigned_tokens_are_refused() -> None:
     tokens = MercureTokens(SECRET, "K")
-    unsigned = jwt.encode({"mercure": {"publish": ["*"]}}, None, "none")
+    unsigned = jwt.encode({"mercure": {"publish": ["*"]}}, "", "none")
     with pytest.raises(InvalidToken):
         tokens.grants(unsigned)
 
