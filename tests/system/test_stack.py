@@ -28,6 +28,7 @@ from hub.config import load_settings
 from tests.support.hub_process import HubProcess
 from tests.support.hubs import PUBLISHER_KEY, SUBSCRIBER_KEY, StartHub
 from tests.support.logcheck import check_log, refuse_all, refused_requests
+from tests.support.mercure import MERCURE_KEY, MercureClient, classic_token
 from tests.support.paths import ROOT
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.sse_client import SSEStream
@@ -78,6 +79,9 @@ def stack(tmp_path: Path, start_hub: StartHub) -> Iterator[Stack]:
         "HUB_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
         "HUB_SUBSCRIBER_JWT_KEY": SUBSCRIBER_KEY,
         "HUB_PUBLISHER_JWT_KEY": PUBLISHER_KEY,
+        "HUB_MERCURE": "true",
+        "HUB_MERCURE_JWT_KEY": MERCURE_KEY,
+        "HUB_MERCURE_ANONYMOUS": "true",
     }
     replicas = [start_hub(env), start_hub(env)]
     try:
@@ -153,6 +157,37 @@ async def test_a_fetch_client_streams_through_nginx_with_post(stack: Stack) -> N
             await _publish(session, stack.url, f"post-{n}")
             assert (await stream.next(timeout=10)).data == f"post-{n}"
         stream.close()
+
+
+async def test_replicas_serve_one_mercure_audience_with_exact_resume(stack: Stack) -> None:
+    """Mercure through nginx: a subscriber resumes on the other replica from the
+    publisher's id, exactly, and a private update reaches only the granted."""
+    async with aiohttp.ClientSession(base_url=stack.url) as session:
+        mercure = MercureClient(session)
+        granted = classic_token(subscribe=["urn:doc:{id}"])
+        stream = await mercure.subscribe("urn:doc:{id}", token=granted)
+        try:
+            for n in range(3):
+                status, _ = await mercure.publish("urn:doc:1", f"m{n}", id=f"doc-{n}")
+                assert status == 200
+                assert (await stream.next(timeout=10)).data == f"m{n}"
+            serving = [r for r in stack.replicas if await open_streams(session, r) == 1]
+            assert len(serving) == 1
+            serving[0].process.kill()  # the replica holding the stream dies
+            serving[0].process.wait()
+            assert await stream.rest() == []
+            await mercure.publish("urn:doc:2", "m3", private="on")  # while it is away
+            await mercure.publish("urn:other", "not selected")
+            await mercure.publish("urn:doc:3", "m4")
+            status, resumed, headers = await mercure.open(
+                [("topic", "urn:doc:{id}")], token=granted, last_event_id=stream.last_id
+            )
+            assert status == 200
+            assert isinstance(resumed, SSEStream)
+            assert headers["Last-Event-ID"] == "doc-2"
+            assert [e.data for e in await resumed.take(2)] == ["m3", "m4"]
+        finally:
+            mercure.close()
 
 
 class _Draining:
