@@ -93,6 +93,14 @@ class SSEStream:
     async def wait_open(self, timeout: float = 10.0) -> None:
         """Until the opening block (`retry:`, maybe `id:`, the `hub.open` event) has arrived:
         from then on the stream is subscribed."""
+        await self._opening(timeout, whole_block=True)
+
+    async def wait_retry(self, timeout: float = 10.0) -> None:
+        """Until the `retry:` line a Mercure stream opens with (it has no opening event):
+        from then on the stream is subscribed."""
+        await self._opening(timeout, whole_block=False)
+
+    async def _opening(self, timeout: float, whole_block: bool) -> None:
         while True:
             line = await self._line(timeout)
             if line is None:
@@ -100,23 +108,14 @@ class SSEStream:
             name, _, value = line.partition(":")
             if name == "retry":
                 self.retry = int(value)
+                if not whole_block:
+                    return
             elif name == "id":
                 self._id_buffer = value.removeprefix(" ")
             elif line == "" and self.retry is not None:
                 self.last_id = self._id_buffer
                 self.opened += 1
                 return
-
-    async def wait_retry(self, timeout: float = 10.0) -> None:
-        """Until the `retry:` line a Mercure stream opens with (it has no opening event):
-        from then on the stream is subscribed."""
-        while self.retry is None:
-            line = await self._line(timeout)
-            if line is None:
-                raise EOFError("stream ended before retry:")
-            name, _, value = line.partition(":")
-            if name == "retry":
-                self.retry = int(value)
 
     async def wait_comment(self, text: str, timeout: float = 10.0) -> None:
         """Until a comment line `: <text>` arrives (events before it are dropped)."""
