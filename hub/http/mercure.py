@@ -12,7 +12,7 @@ from hub.delivery.admission import Opening
 from hub.delivery.publishing import counted
 from hub.delivery.stream import open_stream, send_timeout
 from hub.errors import BadRequest, BrokerUnavailable, UnsupportedMediaType
-from hub.http.body import read_body_within
+from hub.http.body import expect_continue, read_body_within
 from hub.http.events import ResponseSink
 from hub.http.state import HUB, Hub
 from hub.mercure.service import Mercure
@@ -30,7 +30,8 @@ BODY_TIMEOUT = 10.0
 def install(app: web.Application, mercure: Mercure) -> None:
     app[MERCURE] = mercure
     app.router.add_get(PATH, subscribe)
-    app.router.add_post(PATH, publish)
+    # A body is asked for (100 Continue) only once the publisher's token has passed.
+    app.router.add_post(PATH, publish, expect_handler=expect_continue(_publisher_known))
     app.router.add_route("OPTIONS", PATH, app[HUB].cors.preflight)
 
 
@@ -73,6 +74,10 @@ async def publish(request: web.Request) -> web.Response:
     # Shielded: a publish whose client leaves still completes, as every publish does.
     update_id = await asyncio.shield(counted(hub, _publish(request, hub)))
     return web.Response(text=update_id, content_type="text/plain")
+
+
+async def _publisher_known(request: web.Request) -> None:
+    request.app[MERCURE].publisher(request)
 
 
 async def _publish(request: web.Request, hub: Hub) -> str:

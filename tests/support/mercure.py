@@ -57,8 +57,9 @@ PUBLISH_ALL = classic_token(publish=["*"])
 
 
 class MercureClient:
-    def __init__(self, session: ClientSession) -> None:
+    def __init__(self, session: ClientSession, address: tuple[str, int] = ("", 0)) -> None:
         self.session = session
+        self.address = address  # host and port, for raw requests
         self.streams: list[SSEStream] = []
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.hubs import EVERY_BROKER, MakeHub
 from tests.support.mercure import (
+    PUBLISH_ALL,
     MercureClient,
     classic_token,
     detail,
@@ -39,7 +40,7 @@ async def make_mercure(make_hub: MakeHub) -> AsyncIterator[MakeMercure]:
 
     async def make(**overrides: Any) -> MercureClient:
         hub = await make_hub(**mercure_settings(**overrides))
-        clients.append(MercureClient(hub.client.session))
+        clients.append(MercureClient(hub.client.session, (hub.client.host, hub.client.port)))
         return clients[-1]
 
     yield make
@@ -330,3 +331,23 @@ async def test_the_stream_ends_when_the_token_expires(make_mercure: MakeMercure)
     stream = await mercure.subscribe("*", token=token)
     async with asyncio.timeout(15):
         assert await stream.rest(timeout=10) == []
+
+
+async def test_a_body_is_asked_for_only_once_the_publisher_token_passes(
+    mercure: MercureClient,
+) -> None:
+    for token, expected in (("not.a.token", b"HTTP/1.1 401 "), (PUBLISH_ALL, b"HTTP/1.1 100 ")):
+        reader, writer = await asyncio.open_connection(*mercure.address)
+        writer.write(
+            (
+                "POST /.well-known/mercure HTTP/1.1\r\nHost: hub\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 9\r\n"
+                f"Expect: 100-continue\r\nAuthorization: Bearer {token}\r\n\r\n"
+            ).encode()
+        )
+        try:
+            async with asyncio.timeout(10):
+                head = await reader.readuntil(b"\r\n\r\n")
+        finally:
+            writer.close()
+        assert head.startswith(expected), head
