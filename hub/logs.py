@@ -20,7 +20,9 @@ HIDDEN = "***"
 # holding its trigger (most lines hold none), starts at a literal or at the start of a run
 # of characters, and reads runs once (possessive quantifiers): linear time, whatever a
 # client puts in a line that gets logged.
-_HEADER = re.compile(r"(\b(?:authorization|cookie)['\"]?\s*[:=]\s*)[^\n]+", re.I)
+_HEADER = re.compile(r"(\b(?:authorization['\"]?\s*:|cookie['\"]?\s*[:=])\s*)[^\n]+", re.I)
+# `authorization=` as a parameter (Mercure's): its value only, not the rest of the line.
+_AUTH_PAIR = re.compile(r"(\bauthorization['\"]?\s*=\s*)[^\s&;'\"]+", re.I)
 _BEARER = re.compile(r"(\bbearer\s+)[^\s'\"]++", re.I)
 # The value of a cookie or parameter named like a token (token=, hub_token=, access_token=).
 _PAIR = re.compile(r"(token=)\"?[^\s;&'\"]*+", re.I)
@@ -96,7 +98,7 @@ def redact_text(text: str) -> str:
     if "token" in lower or "%" in text:
         text = _PAIR.sub(_keep_name, redact(text))
     if "authorization" in lower or "cookie" in lower:
-        text = _HEADER.sub(_keep_name, text)
+        text = _AUTH_PAIR.sub(_keep_name, _HEADER.sub(_keep_name, text))
     if "bearer" in lower:
         text = _BEARER.sub(_keep_name, text)
     if "://" in text:
@@ -135,17 +137,26 @@ class SecretFilter(logging.Filter):
 class ClientFaultFilter(logging.Filter):
     """A body the client sent broken (a bad chunk, a Content-Encoding that does not decode)
     is answered 400 by the hub; aiohttp then reads the rest of it to keep the connection,
-    meets the same error and logs it as an unhandled exception with a traceback. It is
-    the client's fault: one warning line without the traceback."""
+    meets the same error and logs it as an unhandled exception with a traceback. So does
+    a head aiohttp's parser refuses (a line too long, a bad chunk size). It is the
+    client's fault: one warning line without the traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if record.name == "aiohttp.server" and type(exc).__name__ == "RequestPayloadError":
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-            record.msg = "dropped a connection whose body was broken: %s"
-            record.args = (" ".join(str(exc).split()),)
-            record.exc_info, record.exc_text = None, None
+        if record.name != "aiohttp.server" or exc is None:
+            return True
+        kinds = {kind.__name__ for kind in type(exc).__mro__}
+        if "RequestPayloadError" in kinds:
+            self._quiet(record, "dropped a connection whose body was broken: %s", exc)
+        elif "HttpProcessingError" in kinds:  # a head llhttp refused: aiohttp answered 400
+            self._quiet(record, "refused a malformed request: %s", exc)
         return True
+
+    @staticmethod
+    def _quiet(record: logging.LogRecord, message: str, exc: BaseException) -> None:
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg, record.args = message, (" ".join(str(exc).split())[:300],)
+        record.exc_info, record.exc_text = None, None
 
 
 class JsonFormatter(logging.Formatter):

@@ -4,6 +4,8 @@ hub's engine (`hub.mercure`)."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 
 from aiohttp import web
 
@@ -12,17 +14,18 @@ from hub.delivery.admission import Opening
 from hub.delivery.publishing import counted
 from hub.delivery.stream import open_stream, send_timeout
 from hub.errors import BadRequest, BrokerUnavailable, UnsupportedMediaType
+from hub.http.accesslog import log_access
 from hub.http.body import expect_continue, read_body_within
 from hub.http.events import ResponseSink
 from hub.http.state import HUB, Hub
 from hub.mercure.service import Mercure
 from hub.mercure.subscription import MercureSubscription
-from hub.mercure.topics import check_text
 from hub.mercure.update import LOG, parse_form
 
 MERCURE = web.AppKey("mercure", Mercure)
 FORM = "application/x-www-form-urlencoded"
 PATH = "/.well-known/mercure"
+_ACCESS = logging.getLogger("aiohttp.access")
 # A publish form must be all there within this many seconds.
 BODY_TIMEOUT = 10.0
 
@@ -52,7 +55,7 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
     if last_event_id:
         if len(last_event_id) > 4096:
             raise BadRequest("the last event id is longer than 4096 characters")
-        start, answered = await mercure.resume_point(hub, check_text(last_event_id, "the id"))
+        start, answered = await mercure.resume_point(hub, last_event_id, grants)
         sink.response.headers["Last-Event-ID"] = answered
         sink.response.headers["Mercure-Last-Event-ID"] = answered
     sub = MercureSubscription(
@@ -65,7 +68,16 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
     )
     user = "mercure" if grants.publish or grants.subscribe else "mercure-anonymous"
     opening = Opening(Subscriber(user, (), grants.expires_at), (LOG,), start)
-    await open_stream(hub, opening, sink, sub)
+    started = time.monotonic()
+    try:
+        await open_stream(hub, opening, sink, sub)
+    except asyncio.CancelledError:
+        # The client left and aiohttp cancelled the handler: it logs no access line for
+        # it, so this does.
+        if sink.response.prepared:
+            seconds = time.monotonic() - started
+            log_access(_ACCESS, request.remote, "GET", request.path_qs, 200, seconds)
+        raise
     return sink.response
 
 

@@ -20,7 +20,7 @@ from hub.delivery.engine import Engine
 from hub.delivery.resume import EARLIEST
 from hub.errors import BadRequest, HubError, IdempotencyConflict
 from hub.mercure.index import MercureIndex
-from hub.mercure.subscription import TAG, generated_id
+from hub.mercure.subscription import TAG, generated_id, readable
 from hub.mercure.tokens import (
     ANONYMOUS,
     Grants,
@@ -29,8 +29,13 @@ from hub.mercure.tokens import (
     MercureTokens,
     covers,
 )
-from hub.mercure.topics import Selector, reserved, selector
-from hub.mercure.update import GENERATED, LOG, Update, decode
+from hub.mercure.topics import (
+    Selector,
+    check_publishable,
+    reserved,
+    selector,
+)
+from hub.mercure.update import GENERATED, LOG, POSITION, Update, decode, valid_id
 from hub.requestview import RequestView
 
 COOKIES = ("mercureAuthorization", "__Secure-mercure_access_token")
@@ -108,28 +113,19 @@ class Mercure:
             raise BadRequest(f"at most {self.max_selectors} topic selectors per stream")
         return tuple(found.values())
 
-    async def resume_point(self, hub: Engine, last_event_id: str) -> tuple[str, str]:
+    async def resume_point(
+        self, hub: Engine, last_event_id: str, grants: Grants
+    ) -> tuple[str, str]:
         """Where a stream resumes (what `Backfill.start_from` reads) and the `Last-Event-ID`
         response header: the id asked for when the stream continues right after it, else
-        `earliest` (not found, or history no longer reaches back to it)."""
+        `earliest`. An id the subscriber may not read counts as unknown: neither the
+        header nor the stream tells that it exists."""
         if last_event_id == EARLIEST:
             return EARLIEST, EARLIEST
+        if not valid_id(last_event_id):
+            return _UNKNOWN, EARLIEST
         if last_event_id.startswith(GENERATED):
-            start = last_event_id[1:]
-            try:
-                position = cursor.decode(start).get(TAG)
-            except cursor.CursorError:
-                position = None
-            if position is None:
-                return _UNKNOWN, EARLIEST
-            page = await hub.broker.history(LOG, position.offset - 1, 1)
-            entry = _at(page, position.offset)
-            there = (
-                entry is not None
-                and page.epoch == position.epoch
-                and position.stamp in (0, entry.stamp)
-            )
-            return start, last_event_id if there else EARLIEST
+            return await self._from_position(hub, last_event_id, grants)
         found = await hub.broker.recorded(_id_key(last_event_id), LOG)
         if found is None:
             return _UNKNOWN, EARLIEST
@@ -139,14 +135,42 @@ class Mercure:
         if entry is None:  # trimmed since: the backfill says so and starts from the oldest
             return cursor.encode_part(TAG, Position(page.epoch, offset)), EARLIEST
         update = decode(entry.data)
-        if update is None or update.id != last_event_id:
-            return _UNKNOWN, EARLIEST  # a failover lost it and the offset was used again
+        if update is None or update.id != last_event_id or not readable(update, grants):
+            return _UNKNOWN, EARLIEST  # not this id's any more (a failover), or not theirs
         return cursor.encode_part(TAG, Position(page.epoch, offset, entry.stamp)), last_event_id
+
+    async def _from_position(
+        self, hub: Engine, last_event_id: str, grants: Grants
+    ) -> tuple[str, str]:
+        """A generated id (an update's place in the log) or a position (a reset's)."""
+        naming_update = not last_event_id.startswith(POSITION)
+        start = last_event_id.removeprefix(POSITION if not naming_update else GENERATED)
+        try:
+            position = cursor.decode(start).get(TAG)
+        except cursor.CursorError:
+            position = None
+        if position is None:
+            return _UNKNOWN, EARLIEST
+        if position.offset == 0:
+            return start, last_event_id  # before the first update: nothing to check
+        page = await hub.broker.history(LOG, position.offset - 1, 1)
+        entry = _at(page, position.offset)
+        there = (
+            entry is not None
+            and page.epoch == position.epoch
+            and position.stamp in (0, entry.stamp)
+        )
+        if there and entry is not None and naming_update:
+            update = decode(entry.data)
+            if update is None or not readable(update, grants):
+                return _UNKNOWN, EARLIEST
+        return start, last_event_id if there else EARLIEST
 
     # -- publishing ----------------------------------------------------------------------------
 
     async def publish(self, hub: Engine, grants: Grants, update: Update) -> str:
         for topic in update.topics:
+            check_publishable(topic)
             if reserved(topic, self.base):
                 raise InsufficientScope("topics under /.well-known/mercure are the hub's own")
             if not covers(grants.publish, topic):

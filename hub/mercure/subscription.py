@@ -19,7 +19,7 @@ from hub.delivery.cursor import NOWHERE, Position
 from hub.delivery.subscription import Subscription
 from hub.mercure.tokens import Grants
 from hub.mercure.topics import Selector, matches_any
-from hub.mercure.update import GENERATED, LOG, Update, decode
+from hub.mercure.update import GENERATED, LOG, POSITION, Update, decode
 
 TAG = cursor.channel_tag(LOG)
 
@@ -27,6 +27,11 @@ TAG = cursor.channel_tag(LOG)
 def generated_id(epoch: int, entry: Entry) -> str:
     """The id of an update its publisher gave none: its place in the log."""
     return GENERATED + cursor.encode_part(TAG, Position(epoch, entry.offset, entry.stamp))
+
+
+def readable(update: Update, grants: Grants) -> bool:
+    """A public update, or a private one the token allows on one of its topics."""
+    return not update.private or matches_any(grants.subscribe, update.topics)
 
 
 class Voucher(Protocol):
@@ -54,8 +59,7 @@ class MercureSubscription(Subscription):
         self.voucher = voucher
 
     def may_read(self, update: Update) -> bool:
-        """A public update, or a private one the token allows on one of its topics."""
-        return not update.private or matches_any(self.grants.subscribe, update.topics)
+        return readable(update, self.grants)
 
     def wants(self, update: Update) -> bool:
         return matches_any(self.selectors, update.topics) and self.may_read(update)
@@ -65,7 +69,8 @@ class MercureSubscription(Subscription):
         return self._positions[0]
 
     def cursor(self) -> str:
-        return GENERATED + super().cursor()  # a Mercure id: resumable as any other
+        # A position that names no update (a reset's): resumable, never taken for an update's.
+        return POSITION + super().cursor()
 
     def opening(self, retry_ms: int) -> bytes:
         # No opening event: Mercure clients hand every event to the app. `retry` only.

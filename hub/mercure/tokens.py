@@ -120,9 +120,8 @@ def _details(claims: dict[str, Any], base: str) -> tuple[tuple[Selector, ...], .
         if not 0 < len(topics) <= _MAX_MATCHERS:
             raise InvalidToken(f"a mercure detail holds 1-{_MAX_MATCHERS} topic matchers")
         for matcher in topics:
-            kind = (
-                _KINDS.get(matcher.get("matchType", "Exact")) if isinstance(matcher, dict) else None
-            )
+            match_type = matcher.get("matchType", "Exact") if isinstance(matcher, dict) else None
+            kind = _KINDS.get(match_type) if isinstance(match_type, str) else None
             if kind is None or not isinstance(matcher.get("match"), str):
                 raise InvalidToken("a topic matcher is {match, matchType: Exact|URLPattern}")
             for action in actions:
@@ -157,7 +156,7 @@ class MercureTokens:
 
     def _verify(self, token: str) -> Grants:
         try:
-            modern = str(jwt.get_unverified_header(token).get("typ", "")).lower() == "at+jwt"
+            modern = _modern(jwt.get_unverified_header(token).get("typ"))
             if modern and not self._audience:
                 raise InvalidToken("Mercure 1.0 tokens need HUB_MERCURE_AUDIENCE set")
             claims = jwt.decode(
@@ -168,13 +167,42 @@ class MercureTokens:
                 issuer=self._issuer if modern else None,
                 options={"verify_aud": modern, "require": ["exp"] if modern else []},
             )
+            if not modern and "aud" in claims and not self._names_this_hub(claims["aud"]):
+                raise InvalidToken("the token is for another audience")
             parts = _details(claims, self._base) if modern else _classic(claims, self._base)
+            expires = _expiry(claims)
         except (jwt.InvalidTokenError, BadRequest):
             # Never why: a bad signature and an expired token look alike (RFC 6750, the spec).
             raise InvalidToken("the token is not valid") from None
-        exp = claims.get("exp")
-        expires = float(exp) if isinstance(exp, int | float) else None
         return Grants(parts[0], parts[1], expires, modern)
+
+    def _names_this_hub(self, aud: Any) -> bool:
+        """A classic token need not name an audience; one that does must name this hub's
+        (when one is configured), as RFC 7519 has it."""
+        if not self._audience:
+            return True
+        return aud == self._audience or (isinstance(aud, list) and self._audience in aud)
+
+
+def _modern(typ: Any) -> bool:
+    """A Mercure 1.0 access token (RFC 9068's `at+jwt`, also spelled with `application/`);
+    a `typ` of another kind than a string is no token of ours."""
+    if typ is None:
+        return False
+    if not isinstance(typ, str):
+        raise InvalidToken("typ must be a string")
+    return typ.lower().removeprefix("application/") == "at+jwt"
+
+
+def _expiry(claims: dict[str, Any]) -> float | None:
+    """`exp` as a number: PyJWT also takes a numeric string, which a remembered token's
+    later checks would miss."""
+    exp = claims.get("exp")
+    if exp is None:
+        return None
+    if type(exp) not in (int, float):
+        raise InvalidToken("exp must be a number")
+    return float(exp)
 
 
 def covers(selectors: Sequence[Selector], topic: str) -> bool:

@@ -11,10 +11,11 @@ never crosses a `/`), `{+var}` and `{#var}` for reserved characters as well, and
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import re2
 import urlpattern
@@ -24,7 +25,7 @@ from hub.errors import BadRequest
 ANY = "*"
 MAX_TOPIC_LENGTH = 2048
 # C0, DEL and C1 controls: never in a topic, a matcher or an id (the spec's rule).
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _EXPRESSION = re.compile(r"\{([^{}]*)\}")
 _UNRESERVED = r"A-Za-z0-9\-._~"
 _RESERVED = _UNRESERVED + r":/?#\[\]@!$&'()*+,;="
@@ -51,7 +52,7 @@ def check_text(value: str, what: str) -> str:
         raise BadRequest(f"{what} must not be empty")
     if len(value) > MAX_TOPIC_LENGTH:
         raise BadRequest(f"{what} is longer than {MAX_TOPIC_LENGTH} characters")
-    if _CONTROLS.search(value):
+    if CONTROLS.search(value):
         raise BadRequest(f"{what} must not hold control characters")
     return value
 
@@ -147,7 +148,23 @@ def matches_any(selectors: tuple[Selector, ...], topics: tuple[str, ...]) -> boo
     return any(s.test(topic) for s in selectors for topic in topics)
 
 
+def check_publishable(topic: str) -> None:
+    """A topic a URL parser reads as it is written: no dot segments (`..`, `.`, also
+    percent-encoded) and no backslash. Else URL patterns, which match parsed URLs, and
+    templates, which match the text, would disagree on where an update belongs, and a
+    grant on one path would publish to another."""
+    if "\\" in topic or _DOT_SEGMENT.search(topic):
+        raise BadRequest(f"topic {topic[:200]!r} has dot segments or a backslash")
+
+
+# A path segment of only dots, as written or percent-encoded (`%2e`), in any case.
+_DOT_SEGMENT = re.compile(r"(?:^|/)(?:\.|%2e){1,2}(?:[/?#]|$)", re.IGNORECASE)
+
+
 def reserved(topic: str, hub_url: str) -> bool:
-    """Whether `topic` addresses the hub's own namespace (`/.well-known/mercure…`)."""
-    path = urlsplit(urljoin(hub_url or "http://hub.invalid/", topic)).path
+    """Whether `topic` addresses the hub's own namespace (`/.well-known/mercure…`) on any
+    host, however its path is spelled (percent-encoded, doubled slashes, dot segments)."""
+    path = urlsplit(urljoin(hub_url or "http://hub.invalid/", topic.replace("\\", "/"))).path
+    path = "/" + "/".join(part for part in unquote(path).split("/") if part)
+    path = posixpath.normpath(path)
     return path == "/.well-known/mercure" or path.startswith("/.well-known/mercure/")

@@ -16,12 +16,14 @@ from urllib.parse import parse_qsl
 import orjson
 
 from hub.errors import BadRequest, PayloadTooLarge
-from hub.mercure.topics import check_text
+from hub.mercure.topics import CONTROLS, check_text
 from hub.message import DEFAULT_EVENT, Message
 
 # The hub's log of every Mercure update: one channel, so one order to resume in.
 LOG = "mercure:updates"
 GENERATED = "#"
+# The id of a frame that is no update (`hub.reset`): the stream's position on the log.
+POSITION = "#@"
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _FIELDS = frozenset({"topic", "data", "private", "id", "type", "retry"})
 _ONCE = _FIELDS - {"topic"}
@@ -80,6 +82,10 @@ def decode(data: str) -> Update | None:
         return None
 
 
+def valid_id(value: str) -> bool:
+    return value == value.strip() and not CONTROLS.search(value)
+
+
 def _no_line_break(value: str, field: str) -> str:
     if any(c in value for c in "\r\n\0"):
         raise BadRequest(f"`{field}` must not hold CR, LF or NUL")
@@ -112,7 +118,11 @@ def parse_form(body: bytes, max_data: int) -> Update:
     data = seen.get("data", "")
     if len(data.encode()) > max_data:
         raise PayloadTooLarge(f"`data` is larger than {max_data} bytes")
-    update_id = _no_line_break(seen.get("id", ""), "id")
+    update_id = seen.get("id", "")
+    if update_id and not valid_id(update_id):
+        # What a client sends back as Last-Event-ID: an id it could not send back intact
+        # (a control character; spaces at an end, which HTTP trims) would cut it off.
+        raise BadRequest("`id` must hold no control characters nor start or end with a space")
     if update_id.startswith(GENERATED):
         raise BadRequest("`id` must not start with '#' (the hub's own ids do)")
     if len(update_id) > _MAX_ID:

@@ -101,6 +101,11 @@ def test_the_filter_hides_what_aiohttp_quotes(
         ("redis://redis:6379/0", "redis://redis:6379/0"),
         ("hub.broker.redis: version 3.14.5", "hub.broker.redis: version 3.14.5"),
         ("no credential here", "no credential here"),
+        (
+            '"GET /.well-known/mercure?topic=a&authorization=abc&x=1" 200 0.1s',
+            '"GET /.well-known/mercure?topic=a&authorization=***&x=1" 200 0.1s',
+        ),
+        ("GET /x?access_token=abc&y=2", "GET /x?access_token=***&y=2"),
     ],
 )
 def test_redact_text(text: str, hidden: str) -> None:
@@ -120,3 +125,21 @@ def test_a_broken_request_body_is_one_warning_line_not_a_traceback() -> None:
         "dropped a connection whose body was broken: "
         "400, message: Can not decode content-encoding: gzip"
     )
+
+
+def test_a_head_aiohttp_refuses_is_one_warning_line_not_a_traceback() -> None:
+    try:
+        raise LineTooLong(b"Bearer xyz", 8190)
+    except LineTooLong:
+        record = logging.LogRecord(
+            "aiohttp.server",
+            logging.ERROR,
+            __file__,
+            1,
+            "Error handling request",
+            (),
+            sys.exc_info(),
+        )
+    assert ClientFaultFilter().filter(record)
+    assert (record.levelname, record.exc_info, record.exc_text) == ("WARNING", None, None)
+    assert record.getMessage().startswith("refused a malformed request: 400")

@@ -4,6 +4,7 @@ updates, exact resume from any id, tokens of both generations."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -127,6 +128,40 @@ async def test_private_updates_reach_only_subscribers_whose_token_allows_a_topic
     assert datas(await modern.take(3)) == ["secret 1", "secret 2", "public"]
 
 
+async def test_a_private_id_is_unknown_to_whoever_may_not_read_it(mercure: MercureClient) -> None:
+    _, public = await mercure.publish("urn:p", "public")
+    _, private = await mercure.publish("urn:p", "private", private="on", id="secret-1")
+    _, generated = await mercure.publish("urn:p", "private too", private="on")
+    await mercure.publish("urn:p", "after")
+    for last in (private, generated, "never-sent"):
+        status, stream, headers = await mercure.open([("topic", "urn:p")], last_event_id=last)
+        assert status == 200
+        assert isinstance(stream, SSEStream)
+        # Alike whether it exists or not: the header, and a reset from now.
+        assert headers["Last-Event-ID"] == "earliest"
+        await mercure.publish("urn:p", f"new after {last}")
+        assert told(await stream.next())[1]["reason"] == "unknown_cursor"
+        assert datas(await stream.take(1)) == [f"new after {last}"]
+    granted = classic_token(subscribe=["urn:p"])
+    status, stream, headers = await mercure.open(
+        [("topic", "urn:p")], last_event_id=private, token=granted
+    )
+    assert isinstance(stream, SSEStream)
+    assert headers["Last-Event-ID"] == private
+    assert datas(await stream.take(2))[:2] == ["private too", "after"]
+    assert public
+
+
+async def test_a_last_event_id_no_update_could_have_is_unknown_not_an_error(
+    mercure: MercureClient,
+) -> None:
+    query = [("topic", "urn:t"), ("lastEventID", "a\x01b")]
+    status, stream, headers = await mercure.open(query)
+    assert status == 200
+    assert headers["Last-Event-ID"] == "earliest"
+    assert isinstance(stream, SSEStream)
+
+
 async def test_resume_from_any_id_is_exact_across_topics(mercure: MercureClient) -> None:
     stream = await mercure.subscribe("https://example.com/a", BOOKS)
     await mercure.publish("https://example.com/a", "1", id="first")
@@ -240,14 +275,24 @@ async def test_publishing_needs_a_token_covering_every_topic(mercure: MercureCli
         ({"type": "a\rb"}, 400),
         ({"retry": "10s"}, 400),
         ({"data": "x" * 70000}, 413),
+        ({"id": "tab\tin it"}, 400),
+        ({"id": "trailing "}, 400),
+        ({"id": "\x85next-line"}, 400),
+        ({"topic": "https://example.com/a/../b"}, 400),
+        ({"topic": "https://example.com/a/%2E%2e/b"}, 400),
+        ({"topic": "https://example.com/a\\b"}, 400),
+        ({"topic": "/x/%2e%2e/.well-known/mercure/subscriptions/a"}, 400),
+        ({"topic": "/%2Ewell-known/mercure/x"}, 403),
+        ({"topic": "HTTP://127.0.0.1/.well-known//mercure/q"}, 403),
     ],
 )
 async def test_malformed_updates_are_refused_and_publish_nothing(
     mercure: MercureClient, fields: dict[str, str], status: int
 ) -> None:
     stream = await mercure.subscribe("urn:t")
-    extra = {name: value for name, value in fields.items() if name != "data"}
-    got, _ = await mercure.publish("urn:t", fields.get("data", "bad"), **extra)
+    extra = {name: value for name, value in fields.items() if name not in ("data", "topic")}
+    topic = fields.get("topic", "urn:t")
+    got, _ = await mercure.publish(topic, fields.get("data", "bad"), **extra)
     assert got == status
     await mercure.publish("urn:t", "good")
     assert datas(await stream.take(1)) == ["good"]
@@ -351,3 +396,22 @@ async def test_a_body_is_asked_for_only_once_the_publisher_token_passes(
         finally:
             writer.close()
         assert head.startswith(expected), head
+
+
+async def test_a_stream_the_client_leaves_has_its_access_line(
+    mercure: MercureClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    stream = await mercure.subscribe("urn:leaving")
+    stream.close()
+
+    def logged() -> bool:
+        return any(
+            "GET /.well-known/mercure?topic=urn:leaving" in r.getMessage()
+            and " 200 " in r.getMessage()
+            for r in caplog.records
+        )
+
+    async with asyncio.timeout(10):
+        while not logged():
+            await asyncio.sleep(0.02)

@@ -131,6 +131,8 @@ def test_modern_tokens_need_the_audience_exp_and_a_valid_issuer() -> None:
             }
         ],
         [{"type": "mercure", "actions": ["publish"], "topics": [{"match": "*"}]}] * 33,
+        [{"type": "mercure", "actions": ["publish"], "topics": [{"match": "*", "matchType": []}]}],
+        [{"type": "mercure", "actions": ["publish"], "topics": [{"match": "*", "matchType": {}}]}],
     ],
 )
 def test_one_invalid_detail_invalidates_the_token(details: Any) -> None:
@@ -158,3 +160,34 @@ def test_a_remembered_token_still_expires() -> None:
             return
         time.sleep(0.1)
     pytest.fail("the remembered token was still accepted after its exp")
+
+
+def test_an_exp_that_is_not_a_number_is_refused() -> None:
+    """PyJWT takes a numeric string; a remembered token's later checks would not."""
+    tokens = MercureTokens(SECRET, "K")
+    token = jwt.encode({"mercure": {"subscribe": ["*"]}, "exp": str(int(time.time()) + 60)}, SECRET)
+    with pytest.raises(InvalidToken):
+        tokens.grants(token)
+
+
+def test_a_classic_token_naming_another_audience_is_refused() -> None:
+    tokens = MercureTokens(SECRET, "K", audience=AUD)
+    claims = {"mercure": {"subscribe": ["*"]}}
+    assert tokens.grants(jwt.encode(claims, SECRET)).subscribe  # no aud: a classic token
+    assert tokens.grants(jwt.encode({**claims, "aud": [AUD, "x"]}, SECRET)).subscribe
+    with pytest.raises(InvalidToken):
+        tokens.grants(jwt.encode({**claims, "aud": "https://other.example/"}, SECRET))
+
+
+def test_every_spelling_of_at_jwt_is_a_modern_token() -> None:
+    tokens = MercureTokens(SECRET, "K", audience=AUD)
+    claims = {"aud": "https://other.example/", "exp": time.time() + 60}
+    for typ in ("at+jwt", "AT+JWT", "application/at+jwt"):
+        with pytest.raises(InvalidToken):  # held to 1.0's rules: the audience is wrong
+            tokens.grants(jwt.encode(claims, SECRET, headers={"typ": typ}))
+    odd: list[Any] = [["at+jwt"], 1]
+    for other in odd:
+        with pytest.raises(InvalidToken):
+            tokens.grants(jwt.encode(claims, SECRET, headers={"typ": other}))
+    good = jwt.encode({**claims, "aud": AUD}, SECRET, headers={"typ": "application/at+jwt"})
+    assert tokens.grants(good).modern

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hub.errors import BadRequest
-from hub.mercure.topics import reserved, selector
+from hub.mercure.topics import check_publishable, reserved, selector
 
 HUB = "https://hub.example/.well-known/mercure"
 
@@ -89,8 +89,38 @@ def test_a_pathological_template_cannot_backtrack() -> None:
 
 
 def test_the_hub_namespace_is_reserved_however_it_is_spelled() -> None:
+    for spelled in (
+        "/x/%2e%2e/.well-known/mercure/subscriptions/c",
+        "https://hub.example/./.well-known/mercure/subscriptions/p",
+        "/%2Ewell-known/mercure/x",
+        "\\.well-known\\mercure\\x",
+        "/.well-known/%6Dercure/x",
+        "HTTP://hub.example/.well-known//mercure/q",
+    ):
+        assert reserved(spelled, HUB), spelled
     assert reserved("/.well-known/mercure/subscriptions/a/b", HUB)
     assert reserved("https://elsewhere.example/.well-known/mercure", HUB)
     assert reserved("../.well-known/mercure", HUB)
     assert not reserved("https://example.com/.well-known/mercure-like", HUB)
     assert not reserved("urn:example:1", HUB)
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "https://e.com/a/../b",
+        "https://e.com/a/./b",
+        "/a/%2E%2e/b",
+        "https://e.com/a\\b",
+        "..",
+        "./x",
+    ],
+)
+def test_topics_a_url_parser_would_rewrite_are_not_published(topic: str) -> None:
+    with pytest.raises(BadRequest):
+        check_publishable(topic)
+
+
+@pytest.mark.parametrize("topic", ["https://e.com/books/1", "urn:x:..", "https://e.com/.hidden/x"])
+def test_topics_written_as_parsed_are_published(topic: str) -> None:
+    check_publishable(topic)
