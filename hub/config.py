@@ -122,6 +122,10 @@ class Settings:
     mercure_issuer: str = ""
     # The hub's resource identifier, which Mercure 1.0 tokens must name in `aud`.
     mercure_audience: str = ""
+    # Durable Streams at /v1/stream/{name} (README "Durable Streams").
+    durable_streams: bool = False
+    durable_streams_anonymous: bool = False  # development only: anyone may do anything
+    durable_streams_long_poll_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         positive = (
@@ -176,6 +180,7 @@ class Settings:
                 raise InvalidSetting("redis_url", str(exc)) from None
         self._check_keys()
         _check_mercure(self)
+        _check_durable_streams(self)
 
     def _check_keys(self) -> None:
         for kind in ("subscriber", "publisher"):
@@ -229,6 +234,16 @@ class Settings:
     @property
     def uses_redis(self) -> bool:
         return bool(self.redis_url)
+
+
+def _check_durable_streams(settings: Settings) -> None:
+    if settings.durable_streams_long_poll_timeout <= 0:
+        raise InvalidSetting("durable_streams_long_poll_timeout", "must be greater than 0")
+    if settings.durable_streams and settings.redis_url:
+        raise InvalidSetting(
+            "durable_streams",
+            "Durable Streams run in the embedded mode only (no HUB_REDIS_URL) so far",
+        )
 
 
 def _check_mercure(settings: Settings) -> None:

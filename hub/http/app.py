@@ -12,9 +12,11 @@ from hub.broker import Broker, create_broker
 from hub.config import MAX_REQUEST_LINE, Settings
 from hub.delivery.fanout import FanOut
 from hub.delivery.reasons import Close
+from hub.durable.memory import MemoryStore
 from hub.http import demo, events, health, openapi, publish
 from hub.http.body import expect_continue
 from hub.http.cors import Cors
+from hub.http.durable_routes import install as install_durable
 from hub.http.mercure import install as install_mercure
 from hub.http.problem import problem_middleware
 from hub.http.state import HUB, Hub
@@ -65,6 +67,8 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
         mercure = Mercure(settings)
         hub.fanout.route(LOG, mercure.index)
         install_mercure(app, mercure)
+    if settings.durable_streams:
+        install_durable(app, MemoryStore(), settings.durable_streams_anonymous)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)

@@ -1,0 +1,192 @@
+"""Durable Streams held in this process (the embedded mode): the same semantics as the
+Redis store, lost on restart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from hub.durable import jsonmode, offsets
+from hub.durable.store import (
+    PRODUCER_TTL,
+    Appended,
+    Config,
+    ConfigConflict,
+    ContentTypeMismatch,
+    Message,
+    Producer,
+    ProducerResult,
+    ProducerState,
+    Read,
+    SeqConflict,
+    Snapshot,
+    Store,
+    StreamNotFound,
+    Verdict,
+    expiry_of,
+    is_json,
+    judge,
+    media_type,
+)
+
+
+@dataclass(slots=True)
+class _Stream:
+    config: Config
+    touched: float
+    messages: list[Message] = field(default_factory=list)
+    tail: str = offsets.ZERO
+    closed: bool = False
+    closed_by: Producer | None = None
+    last_seq: str | None = None
+    producers: dict[str, ProducerState] = field(default_factory=dict)
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+    def expired(self, now: float) -> bool:
+        config = self.config
+        if config.expires_at is not None:
+            deadline = expiry_of(config.expires_at)
+            if deadline is None or now >= deadline:
+                return True
+        return config.ttl is not None and now >= self.touched + config.ttl
+
+    def store(self, data: bytes, creating: bool = False) -> None:
+        if is_json(self.config.content_type):
+            data = jsonmode.stored(data, creating)
+            if not data:
+                return
+        self.tail = offsets.advance(self.tail, len(data))
+        self.messages.append(Message(data, self.tail))
+
+    def after(self, offset: str) -> list[Message]:
+        if offset == offsets.START:
+            return list(self.messages)
+        return [m for m in self.messages if m.offset > offset]
+
+    def wake(self) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.waiters.clear()
+
+
+class MemoryStore(Store):
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._streams: dict[str, _Stream] = {}
+        self._clock = clock
+
+    def _get(self, name: str) -> _Stream | None:
+        stream = self._streams.get(name)
+        if stream is not None and stream.expired(self._clock()):
+            self._drop(name)
+            return None
+        return stream
+
+    def _drop(self, name: str) -> None:
+        stream = self._streams.pop(name, None)
+        if stream is not None:
+            stream.wake()
+
+    def _snapshot(self, stream: _Stream) -> Snapshot:
+        return Snapshot(stream.config, stream.tail, stream.closed)
+
+    async def create(self, name: str, config: Config, initial: bytes) -> tuple[bool, Snapshot]:
+        existing = self._get(name)
+        if existing is not None:
+            if not config.same_as(existing.config):
+                raise ConfigConflict(name)
+            return False, self._snapshot(existing)
+        stream = _Stream(config, self._clock(), closed=config.closed)
+        if initial:
+            stream.store(initial, creating=True)
+        self._streams[name] = stream
+        return True, self._snapshot(stream)
+
+    async def head(self, name: str) -> Snapshot | None:
+        stream = self._get(name)
+        return None if stream is None else self._snapshot(stream)
+
+    async def append(
+        self,
+        name: str,
+        data: bytes,
+        content_type: str,
+        seq: str | None,
+        producer: Producer | None,
+        close: bool,
+    ) -> Appended:
+        stream = self._get(name)
+        if stream is None:
+            raise StreamNotFound(name)
+        if stream.closed:
+            return _closed_answer(stream, producer)
+        if data and media_type(content_type) != media_type(stream.config.content_type):
+            raise ContentTypeMismatch(stream.config.content_type)
+        verdict = None
+        if producer is not None:
+            self._forget_old_producers(stream)
+            verdict = judge(stream.producers.get(producer.id), producer)
+            if verdict.verdict is not Verdict.ACCEPTED:
+                return Appended(stream.tail, stream.closed, False, verdict)
+        if seq is not None and stream.last_seq is not None and seq <= stream.last_seq:
+            raise SeqConflict(seq)
+        if data:
+            stream.store(data)
+        if producer is not None:
+            stream.producers[producer.id] = ProducerState(
+                producer.epoch, producer.seq, self._clock()
+            )
+        if seq is not None:
+            stream.last_seq = seq
+        if close:
+            stream.closed, stream.closed_by = True, producer
+        stream.touched = self._clock()
+        stream.wake()
+        return Appended(stream.tail, stream.closed, bool(data), verdict)
+
+    def _forget_old_producers(self, stream: _Stream) -> None:
+        now = self._clock()
+        for key in [k for k, s in stream.producers.items() if now - s.updated > PRODUCER_TTL]:
+            del stream.producers[key]
+
+    async def read(self, name: str, offset: str) -> Read:
+        stream = self._get(name)
+        if stream is None:
+            raise StreamNotFound(name)
+        stream.touched = self._clock()
+        return Read(stream.after(offset), stream.tail, stream.closed)
+
+    async def wait(self, name: str, offset: str, timeout: float) -> Read:
+        stream = self._get(name)
+        if stream is None:
+            raise StreamNotFound(name)
+        found = stream.after(offset)
+        if not found and not stream.closed:
+            waiter = asyncio.get_running_loop().create_future()
+            stream.waiters.append(waiter)
+            try:
+                async with asyncio.timeout(timeout):
+                    await waiter
+            except TimeoutError:
+                pass
+            finally:
+                if waiter in stream.waiters:
+                    stream.waiters.remove(waiter)
+        return await self.read(name, offset)
+
+    async def delete(self, name: str) -> bool:
+        if self._get(name) is None:
+            return False
+        self._drop(name)
+        return True
+
+
+def _closed_answer(stream: _Stream, producer: Producer | None) -> Appended:
+    """An append to a closed stream: the producer request that closed it is a duplicate,
+    anything else is refused."""
+    if producer is not None and producer == stream.closed_by:
+        duplicate = ProducerResult(Verdict.DUPLICATE, last_seq=producer.seq)
+        return Appended(stream.tail, True, False, duplicate)
+    return Appended(stream.tail, True, False, None, refused_closed=True)

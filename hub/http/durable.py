@@ -1,0 +1,279 @@
+"""Durable Streams at `/v1/stream/{name}` (`HUB_DURABLE_STREAMS`): create, append, close,
+metadata and delete; reads are `hub.http.durable_read`'s.
+
+A publisher token whose `publish` globs match `stream:<name>` may do anything to
+the stream; a subscriber token whose `streams` claim matches may read it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+
+from hub.channels import allowed
+from hub.durable import offsets
+from hub.durable.jsonmode import EmptyArray, InvalidJson
+from hub.durable.store import (
+    Appended,
+    Config,
+    ConfigConflict,
+    ContentTypeMismatch,
+    Producer,
+    SeqConflict,
+    Snapshot,
+    Store,
+    StreamNotFound,
+    Verdict,
+    expiry_of,
+)
+from hub.errors import HubError, Unauthorized
+from hub.http.body import read_body
+from hub.http.state import HUB
+
+STORE = web.AppKey("durable_store", Store)
+ANONYMOUS = web.AppKey("durable_anonymous", bool)
+PREFIX = "/v1/stream/"
+OCTET_STREAM = "application/octet-stream"
+_INTEGER = re.compile(r"0|[1-9][0-9]*")
+_STRICT = re.compile(r"[0-9]+")
+_MEDIA_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+")
+_SAFE_INTEGER = 2**53 - 1
+# Every answer: not sniffed, readable cross-origin with a bearer token (no cookies: `*`).
+BROWSER_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, HEAD, OPTIONS",
+    "Access-Control-Allow-Headers": (
+        "content-type, authorization, if-none-match, Stream-Seq, Stream-TTL, "
+        "Stream-Expires-At, Stream-Closed, Producer-Id, Producer-Epoch, Producer-Seq"
+    ),
+    "Access-Control-Expose-Headers": (
+        "Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, "
+        "Producer-Epoch, Producer-Seq, Producer-Expected-Seq, Producer-Received-Seq, "
+        "etag, content-type, location, stream-sse-data-encoding"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Cross-Origin-Resource-Policy": "cross-origin",
+}
+
+
+class DurableError(HubError):
+    """A refusal with the status and headers the protocol gives it (`DurableError(409, …)`
+    is a `_Conflict`)."""
+
+    def __new__(cls, status: int, detail: str, headers: dict[str, str] | None = None) -> Any:
+        kind = _BY_STATUS.get(status, cls) if cls is DurableError else cls
+        return super().__new__(kind)
+
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self._headers = headers or {}
+
+    def headers(self) -> dict[str, str]:
+        return self._headers
+
+
+class _BadRequest(DurableError):
+    status = 400
+    title = "Bad request"
+
+
+class _Forbidden(DurableError):
+    status = 403
+    title = "Forbidden"
+
+
+class _NotFound(DurableError):
+    status = 404
+    title = "Not found"
+
+
+class _Conflict(DurableError):
+    status = 409
+    title = "Conflict"
+
+
+_BY_STATUS: dict[int, type[DurableError]] = {
+    400: _BadRequest,
+    403: _Forbidden,
+    404: _NotFound,
+    409: _Conflict,
+}
+
+
+def name_of(request: web.Request) -> str:
+    return request.match_info["name"]
+
+
+def authorize(request: web.Request, write: bool) -> None:
+    """The request's bearer token may do this to this stream (Unauthorized or 403 else)."""
+    if request.app[ANONYMOUS]:
+        return
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("a bearer token is required")
+    hub, stream = request.app[HUB], f"stream:{name_of(request)}"
+    try:
+        publisher = hub.publisher_tokens.publisher(token.strip())
+    except Unauthorized:
+        if write:
+            raise
+        claims = hub.subscriber_tokens.claims(token.strip())
+        grants = claims.get("streams", [])
+        if not isinstance(grants, list) or not allowed(name_of(request), [str(g) for g in grants]):
+            raise DurableError(403, "the token does not allow reading this stream") from None
+        return
+    if not allowed(stream, publisher.grants):
+        raise DurableError(403, f"the token does not allow {stream!r}")
+
+
+def tail_headers(snapshot: Snapshot) -> dict[str, str]:
+    headers = {"Content-Type": snapshot.config.content_type, "Stream-Next-Offset": snapshot.tail}
+    if snapshot.closed:
+        headers["Stream-Closed"] = "true"
+    return headers
+
+
+async def create(request: web.Request) -> web.Response:
+    authorize(request, write=True)
+    content_type = request.headers.get("Content-Type", "").strip()
+    if not _MEDIA_TYPE.match(content_type):
+        content_type = OCTET_STREAM
+    ttl_header = request.headers.get("Stream-TTL")
+    expires_at = request.headers.get("Stream-Expires-At")
+    if ttl_header is not None and expires_at is not None:
+        raise DurableError(400, "give Stream-TTL or Stream-Expires-At, not both")
+    if ttl_header is not None and not _INTEGER.fullmatch(ttl_header):
+        raise DurableError(400, "Stream-TTL must be a whole number of seconds")
+    if expires_at is not None and expiry_of(expires_at) is None:
+        raise DurableError(400, "Stream-Expires-At must be an RFC 3339 timestamp")
+    ttl = int(ttl_header) if ttl_header is not None else None
+    config = Config(content_type, ttl, expires_at, request.headers.get("Stream-Closed") == "true")
+    body = await read_body(request, request.app[HUB].settings.max_body_bytes)
+    try:
+        created, snapshot = await request.app[STORE].create(name_of(request), config, body)
+    except ConfigConflict:
+        raise DurableError(409, "the stream exists with another configuration") from None
+    except (InvalidJson, EmptyArray) as exc:
+        raise DurableError(400, str(exc)) from None
+    headers = tail_headers(snapshot)
+    if created:
+        headers["Location"] = str(request.url)
+    return web.Response(status=201 if created else 200, headers=headers)
+
+
+async def head(request: web.Request) -> web.Response:
+    authorize(request, write=False)
+    snapshot = await request.app[STORE].head(name_of(request))
+    if snapshot is None:
+        return web.Response(status=404)
+    headers = tail_headers(snapshot)
+    headers["Cache-Control"] = "no-store"
+    if snapshot.config.ttl is not None:
+        headers["Stream-TTL"] = str(snapshot.config.ttl)
+    if snapshot.config.expires_at is not None:
+        headers["Stream-Expires-At"] = snapshot.config.expires_at
+    headers["ETag"] = etag(name_of(request), offsets.START, snapshot.tail, snapshot.closed)
+    return web.Response(status=200, headers=headers)
+
+
+async def delete(request: web.Request) -> web.Response:
+    authorize(request, write=True)
+    if not await request.app[STORE].delete(name_of(request)):
+        raise DurableError(404, "no such stream")
+    return web.Response(status=204)
+
+
+def etag(name: str, start: str, end: str, closed: bool) -> str:
+    import base64
+
+    tag = base64.b64encode(name.encode()).decode()
+    return f'"{tag}:{start}:{end}{":c" if closed else ""}"'
+
+
+def _producer(request: web.Request) -> Producer | None:
+    values = [request.headers.get(h) for h in ("Producer-Id", "Producer-Epoch", "Producer-Seq")]
+    if all(v is None for v in values):
+        return None
+    producer_id, epoch, seq = values
+    if producer_id is None or epoch is None or seq is None:
+        raise DurableError(400, "Producer-Id, Producer-Epoch and Producer-Seq go together")
+    if not producer_id:
+        raise DurableError(400, "Producer-Id must not be empty")
+    numbers = []
+    for name, value in (("Producer-Epoch", epoch), ("Producer-Seq", seq)):
+        if not _STRICT.fullmatch(value) or int(value) > _SAFE_INTEGER:
+            raise DurableError(400, f"{name} must be a non-negative integer")
+        numbers.append(int(value))
+    return Producer(producer_id, numbers[0], numbers[1])
+
+
+async def append(request: web.Request) -> web.Response:
+    authorize(request, write=True)
+    producer = _producer(request)
+    close = request.headers.get("Stream-Closed") == "true"
+    body = await read_body(request, request.app[HUB].settings.max_body_bytes)
+    if not body and not close:
+        raise DurableError(400, "an append needs a body")
+    content_type = request.headers.get("Content-Type")
+    if body and not content_type:
+        raise DurableError(400, "an append needs a Content-Type")
+    try:
+        result = await request.app[STORE].append(
+            name_of(request),
+            body,
+            content_type or "",
+            request.headers.get("Stream-Seq"),
+            producer,
+            close,
+        )
+    except StreamNotFound:
+        raise DurableError(404, "no such stream") from None
+    except ContentTypeMismatch:
+        raise DurableError(409, "the Content-Type is not the stream's") from None
+    except SeqConflict:
+        raise DurableError(409, "Stream-Seq must grow") from None
+    except (InvalidJson, EmptyArray) as exc:
+        raise DurableError(400, str(exc)) from None
+    return _appended(result, producer, close_only=not body)
+
+
+def _appended(result: Appended, producer: Producer | None, close_only: bool) -> web.Response:
+    headers: dict[str, str] = {"Stream-Next-Offset": result.tail}
+    if result.closed:
+        headers["Stream-Closed"] = "true"
+    verdict = result.producer
+    if result.refused_closed:
+        if close_only and producer is None:
+            return web.Response(status=204, headers=headers)  # closing again: done already
+        raise DurableError(409, "the stream is closed", headers)
+    if producer is not None:
+        headers["Producer-Epoch"] = str(producer.epoch)
+        headers["Producer-Seq"] = str(producer.seq)
+    if verdict is None or verdict.verdict is Verdict.ACCEPTED:
+        status = 200 if producer is not None and not close_only else 204
+        return web.Response(status=status, headers=headers)
+    return _refused(verdict.verdict, verdict, producer, headers)
+
+
+def _refused(
+    kind: Verdict, verdict: Any, producer: Producer | None, headers: dict[str, str]
+) -> web.Response:
+    if kind is Verdict.DUPLICATE:
+        headers["Producer-Seq"] = str(verdict.last_seq)
+        return web.Response(status=204, headers=headers)
+    if kind is Verdict.STALE_EPOCH:
+        raise DurableError(
+            403, "a newer producer epoch exists", {"Producer-Epoch": str(verdict.current_epoch)}
+        )
+    if kind is Verdict.INVALID_EPOCH_SEQ:
+        raise DurableError(400, "a new epoch starts at Producer-Seq 0")
+    raise DurableError(
+        409,
+        "a producer sequence gap",
+        {
+            "Producer-Expected-Seq": str(verdict.expected_seq),
+            "Producer-Received-Seq": str(verdict.received_seq),
+        },
+    )

@@ -1,0 +1,167 @@
+"""Reading a durable stream: catch-up (with ETags), long-poll, and SSE (`data` and `control`
+events; base64 for a stream that is not text)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from aiohttp import web
+
+from hub.durable import jsonmode, offsets
+from hub.durable.store import Read, StreamNotFound, is_json, media_type
+from hub.http.durable import (
+    STORE,
+    DurableError,
+    authorize,
+    etag,
+    name_of,
+)
+from hub.http.state import HUB
+
+CACHE = "public, max-age=60, stale-while-revalidate=300"
+# An SSE connection ends after about this long, so that caches can collapse new readers.
+SSE_LIFETIME = 60.0
+
+
+def _offset(request: web.Request) -> str | None:
+    given = request.query.getall("offset", [])
+    if not given:
+        return None
+    if len(given) > 1:
+        raise DurableError(400, "one offset per request")
+    if not given[0] or not offsets.valid_request(given[0]):
+        raise DurableError(400, "the offset is not one this hub gave out, -1 or now")
+    return given[0]
+
+
+def _body(read: Read, content_type: str) -> bytes:
+    data = [m.data for m in read.messages]
+    return jsonmode.as_array(data) if is_json(content_type) else b"".join(data)
+
+
+async def read(request: web.Request) -> web.StreamResponse:
+    authorize(request, write=False)
+    offset = _offset(request)
+    live = request.query.get("live")
+    if live in ("long-poll", "sse") and offset is None:
+        raise DurableError(400, f"live={live} needs an offset")
+    store, name = request.app[STORE], name_of(request)
+    snapshot = await store.head(name)
+    if snapshot is None:
+        raise DurableError(404, "no such stream")
+    content_type = snapshot.config.content_type
+    if live == "sse":
+        start = snapshot.tail if offset == offsets.NOW else offset or offsets.START
+        return await _sse(request, start, content_type)
+    if offset == offsets.NOW and live != "long-poll":
+        headers = {
+            "Content-Type": content_type,
+            "Stream-Next-Offset": snapshot.tail,
+            "Stream-Up-To-Date": "true",
+            "Cache-Control": "no-store",
+        }
+        if snapshot.closed:
+            headers["Stream-Closed"] = "true"
+        return web.Response(body=b"[]" if is_json(content_type) else b"", headers=headers)
+    start = snapshot.tail if offset == offsets.NOW else offset or offsets.START
+    try:
+        found = await store.read(name, start)
+        if live == "long-poll" and not found.messages:
+            waited = await _long_poll(request, start, found)
+            if isinstance(waited, web.Response):
+                return waited
+            found = waited
+    except StreamNotFound:
+        raise DurableError(404, "no such stream") from None
+    return _caught_up(request, offset, found, content_type)
+
+
+async def _long_poll(request: web.Request, start: str, found: Read) -> Read | web.Response:
+    cursor = offsets.response_cursor(request.query.get("cursor"))
+    if not found.closed:
+        timeout = request.app[HUB].settings.durable_streams_long_poll_timeout
+        found = await request.app[STORE].wait(name_of(request), start, timeout)
+    if found.messages:
+        return found
+    headers = {"Stream-Next-Offset": start, "Stream-Up-To-Date": "true", "Stream-Cursor": cursor}
+    if found.closed:
+        headers["Stream-Closed"] = "true"
+    return web.Response(status=204, headers=headers)
+
+
+def _caught_up(
+    request: web.Request, offset: str | None, found: Read, content_type: str
+) -> web.Response:
+    end = found.messages[-1].offset if found.messages else found.tail
+    at_tail = end == found.tail
+    headers = {
+        "Content-Type": content_type,
+        "Stream-Next-Offset": end,
+        "Stream-Up-To-Date": "true",
+        "Cache-Control": CACHE,
+    }
+    if request.query.get("live") == "long-poll":
+        headers["Stream-Cursor"] = offsets.response_cursor(request.query.get("cursor"))
+    closed = found.closed and at_tail
+    if closed:
+        headers["Stream-Closed"] = "true"
+    tag = etag(name_of(request), offset or offsets.START, end, closed)
+    headers["ETag"] = tag
+    if request.headers.get("If-None-Match") == tag:
+        return web.Response(status=304, headers={"ETag": tag})
+    return web.Response(body=_body(found, content_type), headers=headers)
+
+
+def _sse_data(payload: str) -> bytes:
+    lines = payload.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return ("".join(f"data:{line}\n" for line in lines) + "\n").encode()
+
+
+def _control(fields: dict[str, Any]) -> bytes:
+    return b"event: control\n" + _sse_data(json.dumps(fields, separators=(",", ":")))
+
+
+async def _sse(request: web.Request, start: str, content_type: str) -> web.StreamResponse:
+    kind = media_type(content_type)
+    textual = kind.startswith("text/") or kind == "application/json"
+    headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    if not textual:
+        headers["stream-sse-data-encoding"] = "base64"
+    response = web.StreamResponse(headers=headers)
+    await response.prepare(request)
+    store, name = request.app[STORE], name_of(request)
+    client_cursor = request.query.get("cursor")
+    timeout = request.app[HUB].settings.durable_streams_long_poll_timeout
+    position, waited = start, 0.0
+    try:
+        found = await store.read(name, position)
+        while True:
+            for message in found.messages:
+                if not textual:
+                    payload = base64.b64encode(message.data).decode()
+                elif kind == "application/json":
+                    payload = jsonmode.as_array([message.data]).decode()
+                else:
+                    payload = message.data.decode("utf-8", "replace")
+                await response.write(b"event: data\n" + _sse_data(payload))
+                position = message.offset
+            at_tail = position == found.tail
+            if found.closed and at_tail:
+                await response.write(_control({"streamNextOffset": position, "streamClosed": True}))
+                break
+            control: dict[str, Any] = {
+                "streamNextOffset": position,
+                "streamCursor": offsets.response_cursor(client_cursor),
+            }
+            if at_tail:
+                control["upToDate"] = True
+            await response.write(_control(control))
+            if waited >= SSE_LIFETIME:
+                break
+            found = await store.wait(name, position, min(timeout, SSE_LIFETIME))
+            waited += 0.0 if found.messages else min(timeout, SSE_LIFETIME)
+    except (StreamNotFound, ConnectionError):
+        pass
+    return response
