@@ -15,6 +15,7 @@ from hub.durable.store import (
     Config,
     ConfigConflict,
     ContentTypeMismatch,
+    InvalidForkOffset,
     Message,
     Producer,
     ProducerResult,
@@ -22,7 +23,9 @@ from hub.durable.store import (
     Read,
     SeqConflict,
     Snapshot,
+    SourceNotFound,
     Store,
+    StreamGone,
     StreamNotFound,
     Verdict,
     expiry_of,
@@ -43,6 +46,8 @@ class _Stream:
     last_seq: str | None = None
     producers: dict[str, ProducerState] = field(default_factory=dict)
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    forks: int = 0  # forks that read through this stream
+    gone: bool = False  # deleted or expired while forks still read through it
 
     def expired(self, now: float) -> bool:
         config = self.config
@@ -60,7 +65,7 @@ class _Stream:
         self.tail = offsets.advance(self.tail, len(data))
         self.messages.append(Message(data, self.tail))
 
-    def after(self, offset: str) -> list[Message]:
+    def own_after(self, offset: str) -> list[Message]:
         if offset == offsets.START:
             return list(self.messages)
         return [m for m in self.messages if m.offset > offset]
@@ -77,17 +82,68 @@ class MemoryStore(Store):
         self._streams: dict[str, _Stream] = {}
         self._clock = clock
 
-    def _get(self, name: str) -> _Stream | None:
+    def _get(self, name: str, gone_too: bool = False) -> _Stream | None:
+        """The stream; None when there is none (or it expired). A stream gone while forks
+        read through it raises StreamGone, unless `gone_too`."""
         stream = self._streams.get(name)
-        if stream is not None and stream.expired(self._clock()):
+        if stream is not None and not stream.gone and stream.expired(self._clock()):
             self._drop(name)
-            return None
+            stream = self._streams.get(name)
+        if stream is not None and stream.gone and not gone_too:
+            raise StreamGone(name)
         return stream
 
     def _drop(self, name: str) -> None:
-        stream = self._streams.pop(name, None)
-        if stream is not None:
-            stream.wake()
+        """Deleted: gone but kept while forks read through it, else forgotten (and a source
+        gone before it, once no fork needs it)."""
+        stream = self._streams.get(name)
+        if stream is None:
+            return
+        stream.wake()
+        if stream.forks > 0:
+            stream.gone = True
+            return
+        del self._streams[name]
+        source_name = stream.config.forked_from
+        source = self._streams.get(source_name) if source_name else None
+        if source is not None and source_name is not None:
+            source.forks = max(0, source.forks - 1)
+            if source.gone and source.forks == 0:
+                self._drop(source_name)
+
+    def _after(self, stream: _Stream, offset: str) -> list[Message]:
+        """A stream's messages after `offset`: for a fork, its source's up to the fork
+        offset first (through every source in turn), then its own."""
+        own = stream.own_after(offset)
+        source_name, fork_offset = stream.config.forked_from, stream.config.fork_offset
+        if source_name is None or fork_offset is None:
+            return own
+        if offset != offsets.START and offset >= fork_offset:
+            return own
+        source = self._streams.get(source_name)
+        if source is None:
+            return own
+        inherited = [m for m in self._after(source, offset) if m.offset <= fork_offset]
+        return inherited + own
+
+    def _fork_config(self, config: Config) -> Config:
+        """A fork's config completed from its source: content type, fork offset, expiry."""
+        assert config.forked_from is not None
+        source = self._get(config.forked_from, gone_too=True)
+        if source is None:
+            raise SourceNotFound(config.forked_from)
+        if source.gone:
+            raise StreamGone(config.forked_from)
+        content_type = config.content_type or source.config.content_type
+        if media_type(content_type) != media_type(source.config.content_type):
+            raise ContentTypeMismatch(source.config.content_type)
+        fork_offset = config.fork_offset or source.tail
+        if fork_offset > source.tail:
+            raise InvalidForkOffset(fork_offset)
+        ttl, expires_at = config.ttl, config.expires_at
+        if ttl is None and expires_at is None:
+            ttl, expires_at = source.config.ttl, source.config.expires_at
+        return Config(content_type, ttl, expires_at, config.closed, config.forked_from, fork_offset)
 
     def _snapshot(self, stream: _Stream) -> Snapshot:
         return Snapshot(stream.config, stream.tail, stream.closed)
@@ -95,12 +151,22 @@ class MemoryStore(Store):
     async def create(self, name: str, config: Config, initial: bytes) -> tuple[bool, Snapshot]:
         existing = self._get(name)
         if existing is not None:
-            if not config.same_as(existing.config):
+            wanted = config
+            if config.forked_from is not None and not config.content_type:
+                wanted = Config(existing.config.content_type, *_rest(config))
+            if not wanted.same_as(existing.config):
                 raise ConfigConflict(name)
             return False, self._snapshot(existing)
+        if config.forked_from is not None:
+            config = self._fork_config(config)
         stream = _Stream(config, self._clock(), closed=config.closed)
+        if config.fork_offset is not None:
+            stream.tail = config.fork_offset
         if initial:
             stream.store(initial, creating=True)
+        if config.forked_from is not None:
+            source = self._streams[config.forked_from]
+            source.forks += 1
         self._streams[name] = stream
         return True, self._snapshot(stream)
 
@@ -156,13 +222,13 @@ class MemoryStore(Store):
         if stream is None:
             raise StreamNotFound(name)
         stream.touched = self._clock()
-        return Read(stream.after(offset), stream.tail, stream.closed)
+        return Read(self._after(stream, offset), stream.tail, stream.closed)
 
     async def wait(self, name: str, offset: str, timeout: float) -> Read:
         stream = self._get(name)
         if stream is None:
             raise StreamNotFound(name)
-        found = stream.after(offset)
+        found = self._after(stream, offset)
         if not found and not stream.closed:
             waiter = asyncio.get_running_loop().create_future()
             stream.waiters.append(waiter)
@@ -181,6 +247,10 @@ class MemoryStore(Store):
             return False
         self._drop(name)
         return True
+
+
+def _rest(config: Config) -> tuple[int | None, str | None, bool, str | None, str | None]:
+    return config.ttl, config.expires_at, config.closed, config.forked_from, config.fork_offset
 
 
 def _closed_answer(stream: _Stream, producer: Producer | None) -> Appended:

@@ -41,6 +41,8 @@ class Config:
     ttl: int | None = None
     expires_at: str | None = None
     closed: bool = False
+    forked_from: str | None = None  # a fork: the source stream's name
+    fork_offset: str | None = None  # where it forks (None: the source's tail)
 
     def same_as(self, other: Config) -> bool:
         return (
@@ -48,6 +50,8 @@ class Config:
             and self.ttl == other.ttl
             and self.expires_at == other.expires_at
             and self.closed == other.closed
+            and self.forked_from == other.forked_from
+            and self.fork_offset in (None, other.fork_offset)
         )
 
 
@@ -134,6 +138,18 @@ class Read:
 
 
 class StreamNotFound(Exception):
+    pass
+
+
+class StreamGone(Exception):
+    """Deleted or expired while forks still read through it (410; its name is not free)."""
+
+
+class SourceNotFound(Exception):
+    pass
+
+
+class InvalidForkOffset(Exception):
     pass
 
 

@@ -20,10 +20,13 @@ from hub.durable.store import (
     Config,
     ConfigConflict,
     ContentTypeMismatch,
+    InvalidForkOffset,
     Producer,
     SeqConflict,
     Snapshot,
+    SourceNotFound,
     Store,
+    StreamGone,
     StreamNotFound,
     Verdict,
     expiry_of,
@@ -94,11 +97,17 @@ class _Conflict(DurableError):
     title = "Conflict"
 
 
+class _Gone(DurableError):
+    status = 410
+    title = "Gone"
+
+
 _BY_STATUS: dict[int, type[DurableError]] = {
     400: _BadRequest,
     403: _Forbidden,
     404: _NotFound,
     409: _Conflict,
+    410: _Gone,
 }
 
 
@@ -137,9 +146,10 @@ def tail_headers(snapshot: Snapshot) -> dict[str, str]:
 
 async def create(request: web.Request) -> web.Response:
     authorize(request, write=True)
+    forked_from, fork_offset = _fork(request)
     content_type = request.headers.get("Content-Type", "").strip()
     if not _MEDIA_TYPE.match(content_type):
-        content_type = OCTET_STREAM
+        content_type = "" if forked_from else OCTET_STREAM  # a fork takes its source's
     ttl_header = request.headers.get("Stream-TTL")
     expires_at = request.headers.get("Stream-Expires-At")
     if ttl_header is not None and expires_at is not None:
@@ -149,12 +159,21 @@ async def create(request: web.Request) -> web.Response:
     if expires_at is not None and expiry_of(expires_at) is None:
         raise DurableError(400, "Stream-Expires-At must be an RFC 3339 timestamp")
     ttl = int(ttl_header) if ttl_header is not None else None
-    config = Config(content_type, ttl, expires_at, request.headers.get("Stream-Closed") == "true")
+    closed = request.headers.get("Stream-Closed") == "true"
+    config = Config(content_type, ttl, expires_at, closed, forked_from, fork_offset)
     body = await read_body(request, request.app[HUB].settings.max_body_bytes)
     try:
         created, snapshot = await request.app[STORE].create(name_of(request), config, body)
     except ConfigConflict:
         raise DurableError(409, "the stream exists with another configuration") from None
+    except StreamGone:
+        raise DurableError(409, "the stream (or the source) is gone; forks still read it") from None
+    except SourceNotFound:
+        raise DurableError(404, "no such source stream") from None
+    except ContentTypeMismatch:
+        raise DurableError(409, "the Content-Type is not the source's") from None
+    except InvalidForkOffset:
+        raise DurableError(400, "the fork offset is beyond the source's tail") from None
     except (InvalidJson, EmptyArray) as exc:
         raise DurableError(400, str(exc)) from None
     headers = tail_headers(snapshot)
@@ -163,9 +182,33 @@ async def create(request: web.Request) -> web.Response:
     return web.Response(status=201 if created else 200, headers=headers)
 
 
+def _fork(request: web.Request) -> tuple[str | None, str | None]:
+    """`Stream-Forked-From` (a stream's path) and `Stream-Fork-Offset`."""
+    source = request.headers.get("Stream-Forked-From")
+    offset = request.headers.get("Stream-Fork-Offset")
+    sub_offset = request.headers.get("Stream-Fork-Sub-Offset")
+    if sub_offset is not None:
+        if source is None:
+            raise DurableError(400, "Stream-Fork-Sub-Offset needs Stream-Forked-From")
+        if not _INTEGER.fullmatch(sub_offset):
+            raise DurableError(400, "Stream-Fork-Sub-Offset must be a whole number")
+        if sub_offset != "0":
+            raise DurableError(400, "forking inside an append (a sub-offset) is not supported")
+    if offset is not None and not re.fullmatch(r"[0-9]+_[0-9]+", offset):
+        raise DurableError(400, "Stream-Fork-Offset is not an offset")
+    if source is None:
+        return None, None
+    if not source.startswith(PREFIX) or len(source) == len(PREFIX):
+        raise DurableError(404, "no such source stream")
+    return source[len(PREFIX) :], offset
+
+
 async def head(request: web.Request) -> web.Response:
     authorize(request, write=False)
-    snapshot = await request.app[STORE].head(name_of(request))
+    try:
+        snapshot = await request.app[STORE].head(name_of(request))
+    except StreamGone:
+        return web.Response(status=410)
     if snapshot is None:
         return web.Response(status=404)
     headers = tail_headers(snapshot)
@@ -180,7 +223,11 @@ async def head(request: web.Request) -> web.Response:
 
 async def delete(request: web.Request) -> web.Response:
     authorize(request, write=True)
-    if not await request.app[STORE].delete(name_of(request)):
+    try:
+        deleted = await request.app[STORE].delete(name_of(request))
+    except StreamGone:
+        raise DurableError(410, "the stream is gone") from None
+    if not deleted:
         raise DurableError(404, "no such stream")
     return web.Response(status=204)
 
@@ -230,6 +277,8 @@ async def append(request: web.Request) -> web.Response:
         )
     except StreamNotFound:
         raise DurableError(404, "no such stream") from None
+    except StreamGone:
+        raise DurableError(410, "the stream is gone") from None
     except ContentTypeMismatch:
         raise DurableError(409, "the Content-Type is not the stream's") from None
     except SeqConflict:

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from hub.durable import jsonmode, offsets
-from hub.durable.store import Read, StreamNotFound, is_json, media_type
+from hub.durable.store import Read, StreamGone, StreamNotFound, is_json, media_type
 from hub.http.durable import (
     STORE,
     DurableError,
@@ -48,7 +48,10 @@ async def read(request: web.Request) -> web.StreamResponse:
     if live in ("long-poll", "sse") and offset is None:
         raise DurableError(400, f"live={live} needs an offset")
     store, name = request.app[STORE], name_of(request)
-    snapshot = await store.head(name)
+    try:
+        snapshot = await store.head(name)
+    except StreamGone:
+        raise DurableError(410, "the stream is gone") from None
     if snapshot is None:
         raise DurableError(404, "no such stream")
     content_type = snapshot.config.content_type
@@ -56,6 +59,7 @@ async def read(request: web.Request) -> web.StreamResponse:
         start = snapshot.tail if offset == offsets.NOW else offset or offsets.START
         return await _sse(request, start, content_type)
     if offset == offsets.NOW and live != "long-poll":
+        await store.read(name, snapshot.tail)  # a read: renews a sliding TTL
         headers = {
             "Content-Type": content_type,
             "Stream-Next-Offset": snapshot.tail,
@@ -73,6 +77,8 @@ async def read(request: web.Request) -> web.StreamResponse:
             if isinstance(waited, web.Response):
                 return waited
             found = waited
+    except StreamGone:
+        raise DurableError(410, "the stream is gone") from None
     except StreamNotFound:
         raise DurableError(404, "no such stream") from None
     return _caught_up(request, offset, found, content_type)
@@ -123,6 +129,24 @@ def _control(fields: dict[str, Any]) -> bytes:
     return b"event: control\n" + _sse_data(json.dumps(fields, separators=(",", ":")))
 
 
+def _payload(data: bytes, kind: str, textual: bool) -> str:
+    if not textual:
+        return base64.b64encode(data).decode()
+    if kind == "application/json":
+        return jsonmode.as_array([data]).decode()
+    return data.decode("utf-8", "replace")
+
+
+def _control_fields(position: str, tail: str, client_cursor: str | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "streamNextOffset": position,
+        "streamCursor": offsets.response_cursor(client_cursor),
+    }
+    if position >= tail:
+        fields["upToDate"] = True
+    return fields
+
+
 async def _sse(request: web.Request, start: str, content_type: str) -> web.StreamResponse:
     kind = media_type(content_type)
     textual = kind.startswith("text/") or kind == "application/json"
@@ -137,31 +161,25 @@ async def _sse(request: web.Request, start: str, content_type: str) -> web.Strea
     position, waited = start, 0.0
     try:
         found = await store.read(name, position)
+        if position == offsets.START:
+            position = offsets.ZERO  # the stream's first offset: what a reader resumes from
         while True:
+            # Each data event comes with its control event, in one write: a reader that
+            # stops at a control event has the data before it.
             for message in found.messages:
-                if not textual:
-                    payload = base64.b64encode(message.data).decode()
-                elif kind == "application/json":
-                    payload = jsonmode.as_array([message.data]).decode()
-                else:
-                    payload = message.data.decode("utf-8", "replace")
-                await response.write(b"event: data\n" + _sse_data(payload))
                 position = message.offset
-            at_tail = position == found.tail
-            if found.closed and at_tail:
+                frame = b"event: data\n" + _sse_data(_payload(message.data, kind, textual))
+                control = _control_fields(position, found.tail, client_cursor)
+                await response.write(frame + _control(control))
+            if found.closed and position == found.tail:
                 await response.write(_control({"streamNextOffset": position, "streamClosed": True}))
                 break
-            control: dict[str, Any] = {
-                "streamNextOffset": position,
-                "streamCursor": offsets.response_cursor(client_cursor),
-            }
-            if at_tail:
-                control["upToDate"] = True
-            await response.write(_control(control))
+            if not found.messages:
+                await response.write(_control(_control_fields(position, found.tail, client_cursor)))
             if waited >= SSE_LIFETIME:
                 break
             found = await store.wait(name, position, min(timeout, SSE_LIFETIME))
             waited += 0.0 if found.messages else min(timeout, SSE_LIFETIME)
-    except (StreamNotFound, ConnectionError):
+    except (StreamNotFound, StreamGone, ConnectionError):
         pass
     return response
