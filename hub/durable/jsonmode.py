@@ -50,3 +50,9 @@ def as_array(messages: Sequence[bytes]) -> bytes:
     """Stored messages as one JSON array."""
     body = b"".join(messages).rstrip(b",")
     return b"[" + body + b"]"
+
+
+def messages(stored_data: bytes) -> list[bytes]:
+    """The compact messages one stored append holds."""
+    values = json.loads(b"[" + stored_data.rstrip(b",") + b"]")
+    return [_compact(value) for value in values]

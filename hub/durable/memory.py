@@ -143,7 +143,34 @@ class MemoryStore(Store):
         ttl, expires_at = config.ttl, config.expires_at
         if ttl is None and expires_at is None:
             ttl, expires_at = source.config.ttl, source.config.expires_at
-        return Config(content_type, ttl, expires_at, config.closed, config.forked_from, fork_offset)
+        return Config(
+            content_type,
+            ttl,
+            expires_at,
+            config.closed,
+            config.forked_from,
+            fork_offset,
+            config.fork_sub_offset,
+        )
+
+    def _sub_offset_prefix(self, config: Config) -> bytes:
+        """What a fork inside an append keeps of it: its first `fork_sub_offset` bytes, or
+        on a JSON stream its first messages."""
+        assert config.forked_from is not None
+        assert config.fork_offset is not None
+        source = self._streams[config.forked_from]
+        following = self._after(source, config.fork_offset)
+        if not following:
+            raise InvalidForkOffset("no append after the fork offset")
+        first, count = following[0].data, config.fork_sub_offset
+        if is_json(config.content_type):
+            values = jsonmode.messages(first)
+            if count > len(values):
+                raise InvalidForkOffset("the sub-offset is past the append's messages")
+            return b"".join(value + b"," for value in values[:count])
+        if count > len(first):
+            raise InvalidForkOffset("the sub-offset is past the append's bytes")
+        return first[:count]
 
     def _snapshot(self, stream: _Stream) -> Snapshot:
         return Snapshot(stream.config, stream.tail, stream.closed)
@@ -162,6 +189,10 @@ class MemoryStore(Store):
         stream = _Stream(config, self._clock(), closed=config.closed)
         if config.fork_offset is not None:
             stream.tail = config.fork_offset
+        if config.fork_sub_offset:
+            prefix = self._sub_offset_prefix(config)
+            stream.tail = offsets.advance(stream.tail, len(prefix))
+            stream.messages.append(Message(prefix, stream.tail))
         if initial:
             stream.store(initial, creating=True)
         if config.forked_from is not None:
@@ -249,8 +280,15 @@ class MemoryStore(Store):
         return True
 
 
-def _rest(config: Config) -> tuple[int | None, str | None, bool, str | None, str | None]:
-    return config.ttl, config.expires_at, config.closed, config.forked_from, config.fork_offset
+def _rest(config: Config) -> tuple[int | None, str | None, bool, str | None, str | None, int]:
+    return (
+        config.ttl,
+        config.expires_at,
+        config.closed,
+        config.forked_from,
+        config.fork_offset,
+        config.fork_sub_offset,
+    )
 
 
 def _closed_answer(stream: _Stream, producer: Producer | None) -> Appended:

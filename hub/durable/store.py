@@ -43,6 +43,8 @@ class Config:
     closed: bool = False
     forked_from: str | None = None  # a fork: the source stream's name
     fork_offset: str | None = None  # where it forks (None: the source's tail)
+    # Bytes (or, on a JSON stream, messages) of the source's next append the fork keeps.
+    fork_sub_offset: int = 0
 
     def same_as(self, other: Config) -> bool:
         return (
@@ -52,6 +54,7 @@ class Config:
             and self.closed == other.closed
             and self.forked_from == other.forked_from
             and self.fork_offset in (None, other.fork_offset)
+            and self.fork_sub_offset == other.fork_sub_offset
         )
 
 

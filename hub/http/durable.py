@@ -146,7 +146,7 @@ def tail_headers(snapshot: Snapshot) -> dict[str, str]:
 
 async def create(request: web.Request) -> web.Response:
     authorize(request, write=True)
-    forked_from, fork_offset = _fork(request)
+    forked_from, fork_offset, sub_offset = _fork(request)
     content_type = request.headers.get("Content-Type", "").strip()
     if not _MEDIA_TYPE.match(content_type):
         content_type = "" if forked_from else OCTET_STREAM  # a fork takes its source's
@@ -160,7 +160,7 @@ async def create(request: web.Request) -> web.Response:
         raise DurableError(400, "Stream-Expires-At must be an RFC 3339 timestamp")
     ttl = int(ttl_header) if ttl_header is not None else None
     closed = request.headers.get("Stream-Closed") == "true"
-    config = Config(content_type, ttl, expires_at, closed, forked_from, fork_offset)
+    config = Config(content_type, ttl, expires_at, closed, forked_from, fork_offset, sub_offset)
     body = await read_body(request, request.app[HUB].settings.max_body_bytes)
     try:
         created, snapshot = await request.app[STORE].create(name_of(request), config, body)
@@ -173,7 +173,7 @@ async def create(request: web.Request) -> web.Response:
     except ContentTypeMismatch:
         raise DurableError(409, "the Content-Type is not the source's") from None
     except InvalidForkOffset:
-        raise DurableError(400, "the fork offset is beyond the source's tail") from None
+        raise DurableError(400, "the fork offset is past the source's data") from None
     except (InvalidJson, EmptyArray) as exc:
         raise DurableError(400, str(exc)) from None
     headers = tail_headers(snapshot)
@@ -182,25 +182,24 @@ async def create(request: web.Request) -> web.Response:
     return web.Response(status=201 if created else 200, headers=headers)
 
 
-def _fork(request: web.Request) -> tuple[str | None, str | None]:
-    """`Stream-Forked-From` (a stream's path) and `Stream-Fork-Offset`."""
+def _fork(request: web.Request) -> tuple[str | None, str | None, int]:
+    """`Stream-Forked-From` (a stream's path), `Stream-Fork-Offset` and
+    `Stream-Fork-Sub-Offset`."""
     source = request.headers.get("Stream-Forked-From")
     offset = request.headers.get("Stream-Fork-Offset")
     sub_offset = request.headers.get("Stream-Fork-Sub-Offset")
     if sub_offset is not None:
         if source is None:
             raise DurableError(400, "Stream-Fork-Sub-Offset needs Stream-Forked-From")
-        if not _INTEGER.fullmatch(sub_offset):
+        if not _INTEGER.fullmatch(sub_offset) or int(sub_offset) > _SAFE_INTEGER:
             raise DurableError(400, "Stream-Fork-Sub-Offset must be a whole number")
-        if sub_offset != "0":
-            raise DurableError(400, "forking inside an append (a sub-offset) is not supported")
     if offset is not None and not re.fullmatch(r"[0-9]+_[0-9]+", offset):
         raise DurableError(400, "Stream-Fork-Offset is not an offset")
     if source is None:
-        return None, None
+        return None, None, 0
     if not source.startswith(PREFIX) or len(source) == len(PREFIX):
         raise DurableError(404, "no such source stream")
-    return source[len(PREFIX) :], offset
+    return source[len(PREFIX) :], offset, int(sub_offset or 0)
 
 
 async def head(request: web.Request) -> web.Response:
