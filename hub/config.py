@@ -239,11 +239,6 @@ class Settings:
 def _check_durable_streams(settings: Settings) -> None:
     if settings.durable_streams_long_poll_timeout <= 0:
         raise InvalidSetting("durable_streams_long_poll_timeout", "must be greater than 0")
-    if settings.durable_streams and settings.redis_url:
-        raise InvalidSetting(
-            "durable_streams",
-            "Durable Streams run in the embedded mode only (no HUB_REDIS_URL) so far",
-        )
 
 
 def _check_mercure(settings: Settings) -> None:

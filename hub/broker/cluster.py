@@ -22,7 +22,7 @@ from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
 from hub.broker.base import LiveSink
-from hub.broker.commands import Commands, Script, fixed
+from hub.broker.commands import Arg, Commands, Script, fixed
 from hub.broker.keys import Keys
 from hub.broker.routes import PING_TIMEOUT, Live, answers
 from hub.broker.sharded import Address, ShardedLive
@@ -122,7 +122,7 @@ class ClusterRoute:
         self,
         script: Script,
         keys: Sequence[str],
-        args: Sequence[str | int],
+        args: Sequence[Arg],
         wait: tuple[int, float] | None = None,
     ) -> Any:
         slot = key_slot(keys[0].encode())

@@ -20,7 +20,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from hub.broker.base import Broker, Entry, HistoryPage, Idempotency, LiveSink
-from hub.broker.commands import Commands, Script, fixed
+from hub.broker.commands import Arg, Commands, Script, fixed
 from hub.broker.keys import Keys
 from hub.broker.routes import Live, NodeRoute, Route
 from hub.broker.writes import Limits, assemble, by_channel, read_reply, script_call
@@ -178,6 +178,15 @@ class RedisBroker(Broker):
         # Stamp 0 (the first entry's `p`, or a stamp that happened to be 0) tells nothing.
         return HistoryPage(int(epoch), int(top), entries, int(anchor or 0) or None)
 
+    async def run(self, script: Script, keys: list[str], args: Sequence[Arg]) -> Any:
+        """A Lua script of another part of the hub (Durable Streams) on the slot of `keys`,
+        with the broker's error mapping; the command that publishes is `publish_command`."""
+        return await self._call(script, keys, args)
+
+    @property
+    def publish_command(self) -> str:
+        return self._route().publish
+
     def _route(self) -> Route:
         assert self.route is not None, "start() first"
         return self.route
@@ -186,7 +195,7 @@ class RedisBroker(Broker):
         self,
         script: Script,
         keys: list[str],
-        args: list[str | int],
+        args: Sequence[Arg],
         wait: tuple[int, float] | None = None,
     ) -> Any:
         try:

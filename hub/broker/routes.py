@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from hub.broker.base import LiveSink
-from hub.broker.commands import Commands, Resolver, Script
+from hub.broker.commands import Arg, Commands, Resolver, Script
 from hub.broker.keys import Keys
 from hub.broker.live import LiveConnection
 
@@ -43,7 +43,7 @@ class Route(Protocol):
         self,
         script: Script,
         keys: Sequence[str],
-        args: Sequence[str | int],
+        args: Sequence[Arg],
         wait: tuple[int, float] | None = None,
     ) -> Any:
         """The script on the node that owns `keys` (all of one slot in a Cluster)."""
@@ -92,7 +92,7 @@ class NodeRoute:
         self,
         script: Script,
         keys: Sequence[str],
-        args: Sequence[str | int],
+        args: Sequence[Arg],
         wait: tuple[int, float] | None = None,
     ) -> Any:
         return await self.commands.run(script, keys, args, wait=wait)

@@ -18,6 +18,14 @@ from hub.delivery.reasons import Close
 from hub.delivery.subscription import Subscription
 
 
+class Receiver(Protocol):
+    """Something told of a channel's live entries: a stream, a router, a waiting reader."""
+
+    def offer(self, channel: str, epoch: int, entry: Entry) -> None: ...
+
+    def request_resync(self) -> None: ...
+
+
 class Router(Protocol):
     """Takes a channel's live entries for the streams it indexes (a protocol front-end's
     streams, matched by what they select rather than by channel)."""
@@ -35,7 +43,7 @@ class FanOut:
     def __init__(self, broker: Broker) -> None:
         self._broker = broker
         # A channel's receivers: its streams, or the one router that indexes them.
-        self._by_channel: dict[str, set[Subscription | Router]] = {}
+        self._by_channel: dict[str, set[Subscription | Receiver]] = {}
         self._routers: dict[str, Router] = {}
         self.streams: set[Subscription] = set()
         self._slots: dict[str, int] = {}
@@ -130,15 +138,29 @@ class FanOut:
             await asyncio.sleep(period)
             self.tick(loop.time(), heartbeat)
 
+    def listen(self, channel: str, receiver: Receiver) -> asyncio.Future[None]:
+        """`receiver` is offered `channel`'s live entries (and told to resync) until
+        `unlisten`; the future completes once the broker is subscribed."""
+        self._by_channel.setdefault(channel, set()).add(receiver)
+        return self._broker.subscribe(channel)
+
+    def unlisten(self, channel: str, receiver: Receiver) -> None:
+        receivers = self._by_channel.get(channel)
+        if receivers is not None and receiver in receivers:
+            receivers.discard(receiver)
+            if not receivers:
+                del self._by_channel[channel]
+            self._broker.unsubscribe(channel)
+
     def route(self, channel: str, router: Router) -> None:
         """`router` takes every live entry of `channel` and places it with its own streams."""
         self._routers[channel] = router
         self._by_channel[channel] = {router}
 
     def resync(self, channels: Collection[str] | None = None) -> None:
-        subs: Iterable[Subscription | Router]
+        subs: Iterable[Subscription | Receiver]
         if channels is None:
-            subs = [*self.streams, *self._routers.values()]
+            subs = {*self.streams, *(r for rs in self._by_channel.values() for r in rs)}
         else:
             by_channel = self._by_channel
             subs = {sub for channel in channels for sub in by_channel.get(channel, ())}

@@ -9,10 +9,12 @@ from aiohttp import web
 
 from hub.auth.verify import TokenVerifier
 from hub.broker import Broker, create_broker
+from hub.broker.redis import RedisBroker
 from hub.config import MAX_REQUEST_LINE, Settings
 from hub.delivery.fanout import FanOut
 from hub.delivery.reasons import Close
 from hub.durable.memory import MemoryStore
+from hub.durable.redis import RedisStore
 from hub.http import demo, events, health, openapi, publish
 from hub.http.body import expect_continue
 from hub.http.cors import Cors
@@ -68,7 +70,10 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
         hub.fanout.route(LOG, mercure.index)
         install_mercure(app, mercure)
     if settings.durable_streams:
-        install_durable(app, MemoryStore(), settings.durable_streams_anonymous)
+        durable_store = (
+            RedisStore(broker, hub.fanout) if isinstance(broker, RedisBroker) else MemoryStore()
+        )
+        install_durable(app, durable_store, settings.durable_streams_anonymous)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)

@@ -1,0 +1,351 @@
+"""Durable Streams held in Redis: one Redis, a Cluster or Sentinel, through the broker's
+route. Every change to a stream is one call of `lua/stream.lua` on the stream's slot, so
+an append and its producer's state are one atomic step; readers waiting for data are
+woken over the stream's pub/sub channel, from any replica.
+
+A fork and its source may live in different slots: the fork's count on the source is
+kept by separate calls (a crash between them leaves the source kept longer, never a
+fork without its source's data).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from importlib.resources import files
+from typing import Any
+
+from hub.broker import Entry
+from hub.broker.commands import Arg, Script
+from hub.broker.redis import RedisBroker
+from hub.delivery.fanout import FanOut
+from hub.durable import jsonmode, offsets
+from hub.durable.store import (
+    Appended,
+    Config,
+    ConfigConflict,
+    ContentTypeMismatch,
+    InvalidForkOffset,
+    Message,
+    Producer,
+    ProducerResult,
+    Read,
+    SeqConflict,
+    Snapshot,
+    SourceNotFound,
+    Store,
+    StreamGone,
+    StreamNotFound,
+    Verdict,
+    expiry_of,
+    is_json,
+    media_type,
+)
+
+_SCRIPT = Script(files("hub.durable").joinpath("lua", "stream.lua").read_text())
+
+
+def position(offset: str) -> int:
+    return int(offset.split("_", 1)[1])
+
+
+def offset_at(pos: int) -> str:
+    return f"{0:016d}_{pos:016d}"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _snapshot(reply: list[Any]) -> Snapshot:
+    _, tail, closed, content_type, ttl, expires_at = (_text(v) for v in reply[:6])
+    config = Config(content_type, int(ttl) if ttl else None, expires_at or None, closed == "1")
+    return Snapshot(config, offset_at(int(tail)), closed == "1")
+
+
+class _Wake:
+    """A waiting reader's part in the fan-out: any live entry or resync of its stream's
+    channel wakes it (it then reads the stream again)."""
+
+    def __init__(self) -> None:
+        self.woken = asyncio.Event()
+
+    def offer(self, channel: str, epoch: int, entry: Entry) -> None:
+        self.woken.set()
+
+    def request_resync(self) -> None:
+        self.woken.set()
+
+
+class RedisStore(Store):
+    def __init__(
+        self, broker: RedisBroker, fanout: FanOut, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._broker = broker
+        self._fanout = fanout
+        self._clock = clock
+
+    def _channel(self, name: str) -> str:
+        return f"ds:{name}"
+
+    async def _run(self, name: str, *args: Arg) -> list[Any]:
+        keys = self._broker.keys
+        channel = self._channel(name)
+        names = [
+            keys.meta(channel),
+            keys.stream(channel),
+            f"{keys.prefix}{{{channel}}}:p",
+            keys.live(channel),
+        ]
+        now = int(self._clock() * 1000)
+        reply: list[Any] = await self._broker.run(_SCRIPT, names, [args[0], now, *args[1:]])
+        return reply
+
+    async def create(self, name: str, config: Config, initial: bytes) -> tuple[bool, Snapshot]:
+        chunks: list[bytes] = []
+        fork_start = ""
+        if config.forked_from is not None:
+            config, fork_start, prefix = await self._fork(config)
+            chunks += [prefix] if prefix else []
+        if initial:
+            chunk = (
+                jsonmode.stored(initial, creating=True) if is_json(config.content_type) else initial
+            )
+            chunks += [chunk] if chunk else []
+        expires = expiry_of(config.expires_at) if config.expires_at else None
+        reply = await self._run(
+            name,
+            "create",
+            config.content_type,
+            media_type(config.content_type),
+            "" if config.ttl is None else str(config.ttl),
+            "" if expires is None else str(int(expires * 1000)),
+            config.expires_at or "",
+            "1" if config.closed else "0",
+            config.forked_from or "",
+            "" if not config.fork_offset else str(position(config.fork_offset)),
+            str(config.fork_sub_offset),
+            fork_start or "0",
+            *chunks,
+        )
+        status = _text(reply[0])
+        if status != "created" and config.forked_from is not None:
+            await self._unfork(config.forked_from)  # not made: the source's count back
+        if status == "gone":
+            raise StreamGone(name)
+        if status == "conflict":
+            raise ConfigConflict(name)
+        return status == "created", _snapshot(reply)
+
+    async def _fork(self, config: Config) -> tuple[Config, str, bytes]:
+        """The fork's config completed from its source (counted as forked from now on),
+        its start position, and what it keeps of an append it forks inside."""
+        assert config.forked_from is not None
+        source_name = config.forked_from
+        reply = await self._run(source_name, "fork")
+        status = _text(reply[0])
+        if status == "notfound":
+            raise SourceNotFound(source_name)
+        if status == "gone":
+            raise StreamGone(source_name)
+        try:
+            source = _snapshot(reply)
+            content_type = config.content_type or source.config.content_type
+            if media_type(content_type) != media_type(source.config.content_type):
+                raise ContentTypeMismatch(source.config.content_type)
+            fork_offset = config.fork_offset or source.tail
+            if position(fork_offset) > position(source.tail):
+                raise InvalidForkOffset(fork_offset)
+            ttl, expires_at = config.ttl, config.expires_at
+            if ttl is None and expires_at is None:
+                ttl, expires_at = source.config.ttl, source.config.expires_at
+            completed = Config(
+                content_type,
+                ttl,
+                expires_at,
+                config.closed,
+                source_name,
+                fork_offset,
+                config.fork_sub_offset,
+            )
+            prefix = b""
+            if config.fork_sub_offset:
+                prefix = await self._sub_offset_prefix(completed)
+        except BaseException:
+            await self._unfork(source_name)
+            raise
+        return completed, str(position(fork_offset)), prefix
+
+    async def _sub_offset_prefix(self, config: Config) -> bytes:
+        assert config.forked_from is not None
+        assert config.fork_offset is not None
+        following = await self._through(config.forked_from, config.fork_offset, None)
+        if not following:
+            raise InvalidForkOffset("no append after the fork offset")
+        first, count = following[0].data, config.fork_sub_offset
+        if is_json(config.content_type):
+            values = jsonmode.messages(first)
+            if count > len(values):
+                raise InvalidForkOffset("the sub-offset is past the append's messages")
+            return b"".join(value + b"," for value in values[:count])
+        if count > len(first):
+            raise InvalidForkOffset("the sub-offset is past the append's bytes")
+        return first[:count]
+
+    async def _unfork(self, source_name: str) -> None:
+        """One fork of `source_name` less; a source gone meanwhile is dropped, and its own
+        source told in turn."""
+        current: str | None = source_name
+        while current:
+            reply = await self._run(current, "unfork")
+            current = _text(reply[1]) if _text(reply[0]) == "dropped" else None
+
+    async def head(self, name: str) -> Snapshot | None:
+        reply = await self._run(name, "head")
+        status = _text(reply[0])
+        if status == "notfound":
+            return None
+        if status == "gone":
+            raise StreamGone(name)
+        return _snapshot(reply)
+
+    async def append(
+        self,
+        name: str,
+        data: bytes,
+        content_type: str,
+        seq: str | None,
+        producer: Producer | None,
+        close: bool,
+    ) -> Appended:
+        chunk = data
+        if data and is_json(content_type):
+            try:
+                chunk = jsonmode.stored(data)
+            except (jsonmode.InvalidJson, jsonmode.EmptyArray):
+                snapshot = await self.head(name)  # a mismatched type is the answer first
+                if snapshot is not None and not is_json(snapshot.config.content_type):
+                    raise ContentTypeMismatch(snapshot.config.content_type) from None
+                raise
+        reply = await self._run(
+            name,
+            "append",
+            media_type(content_type),
+            seq or "",
+            producer.id if producer else "",
+            str(producer.epoch) if producer else "",
+            str(producer.seq) if producer else "",
+            "1" if close else "0",
+            self._broker.publish_command,
+            *([chunk] if chunk else []),
+        )
+        return _appended(name, reply, producer, bool(chunk))
+
+    async def read(self, name: str, offset: str) -> Read:
+        reply = await self._run(
+            name, "read", "" if offset == offsets.START else str(position(offset)), "0", ""
+        )
+        status = _text(reply[0])
+        if status == "notfound":
+            raise StreamNotFound(name)
+        if status == "gone":
+            raise StreamGone(name)
+        snapshot = _snapshot(reply)
+        own = _messages(reply[8:])
+        source, fork_offset = _text(reply[6]), _text(reply[7])
+        if source and (offset == offsets.START or position(offset) < int(fork_offset)):
+            inherited = await self._through(source, offset, offset_at(int(fork_offset)))
+            own = inherited + own
+        return Read(own, snapshot.tail, snapshot.closed)
+
+    async def _through(self, name: str, offset: str, cap: str | None) -> list[Message]:
+        """A source's messages after `offset` up to `cap` (all: None), through its own
+        sources in turn, as a fork reads them (gone or not, renewing nothing)."""
+        after = "" if offset == offsets.START else str(position(offset))
+        reply = await self._run(name, "read", after, "1", "" if cap is None else str(position(cap)))
+        if _text(reply[0]) != "ok":
+            return []
+        own = _messages(reply[8:])
+        source, fork_offset = _text(reply[6]), _text(reply[7])
+        if source and (offset == offsets.START or position(offset) < int(fork_offset)):
+            limit = int(fork_offset) if cap is None else min(int(fork_offset), position(cap))
+            own = await self._through(source, offset, offset_at(limit)) + own
+        return own
+
+    async def wait(self, name: str, offset: str, timeout: float) -> Read:
+        channel, wake = self._channel(name), _Wake()
+        deadline = asyncio.get_running_loop().time() + timeout
+        subscribed = self._fanout.listen(channel, wake)
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(subscribed)
+            found = await self.read(name, offset)  # after subscribing: nothing slips between
+            while not found.messages and not found.closed:
+                wake.woken.clear()
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                try:
+                    async with asyncio.timeout(left):
+                        await wake.woken.wait()
+                except TimeoutError:
+                    break
+                found = await self.read(name, offset)
+            return found
+        except TimeoutError:
+            return await self.read(name, offset)
+        finally:
+            self._fanout.unlisten(channel, wake)
+
+    async def delete(self, name: str) -> bool:
+        reply = await self._run(name, "delete", self._broker.publish_command)
+        status = _text(reply[0])
+        if status == "gone":
+            raise StreamGone(name)
+        if status == "notfound":
+            return False
+        source = _text(reply[1])
+        if source:
+            await self._unfork(source)
+        return True
+
+
+def _messages(flat: list[Any]) -> list[Message]:
+    return [
+        Message(bytes(flat[i + 1]), offset_at(int(_text(flat[i]).split("-", 1)[0])))
+        for i in range(0, len(flat), 2)
+    ]
+
+
+def _appended(name: str, reply: list[Any], producer: Producer | None, wrote: bool) -> Appended:
+    status = _text(reply[0])
+    if status == "notfound":
+        raise StreamNotFound(name)
+    if status == "gone":
+        raise StreamGone(name)
+    if status == "ctmismatch":
+        raise ContentTypeMismatch(name)
+    if status == "seqconflict":
+        raise SeqConflict(name)
+    tail = offset_at(int(_text(reply[1])))
+    if status == "ok":
+        accepted = ProducerResult(Verdict.ACCEPTED) if producer else None
+        return Appended(tail, _text(reply[2]) == "1", wrote, accepted)
+    if status == "closed":
+        return Appended(tail, True, False, None, refused_closed=True)
+    if status == "duplicate_closed":
+        return Appended(
+            tail, True, False, ProducerResult(Verdict.DUPLICATE, last_seq=int(_text(reply[2])))
+        )
+    verdict = Verdict(status)
+    numbers = [int(_text(v)) for v in reply[2:]]
+    result = {
+        Verdict.DUPLICATE: lambda: ProducerResult(verdict, last_seq=numbers[0]),
+        Verdict.STALE_EPOCH: lambda: ProducerResult(verdict, current_epoch=numbers[0]),
+        Verdict.INVALID_EPOCH_SEQ: lambda: ProducerResult(verdict),
+        Verdict.SEQUENCE_GAP: lambda: ProducerResult(
+            verdict, expected_seq=numbers[0], received_seq=numbers[1]
+        ),
+    }[verdict]()
+    return Appended(tail, False, False, result)
