@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -43,11 +44,26 @@ def _run_suite(base_url: str, token: str, report: Path) -> dict[str, list[str]]:
     return results
 
 
-def test_every_conformance_test_passes(start_hub: StartHub, tmp_path: Path) -> None:
+def _redis_url(broker: str, request: pytest.FixtureRequest) -> str:
+    if broker == "redis":
+        return str(request.getfixturevalue("redis_server").url)
+    if broker == "cluster":
+        return str(request.getfixturevalue("shared_cluster").seed_url)
+    if broker == "sentinel":
+        return str(request.getfixturevalue("shared_sentinel").url)
+    return ""
+
+
+@pytest.mark.parametrize("broker", ["memory", "redis", "cluster", "sentinel"])
+def test_every_conformance_test_passes(
+    start_hub: StartHub, tmp_path: Path, broker: str, request: pytest.FixtureRequest
+) -> None:
     hub = start_hub(
         {
             "HUB_SUBSCRIBER_JWT_KEY": SUBSCRIBER_KEY,
             "HUB_PUBLISHER_JWT_KEY": PUBLISHER_KEY,
+            "HUB_REDIS_URL": _redis_url(broker, request),
+            "HUB_KEY_PREFIX": f"dc{uuid.uuid4().hex[:8]}:",
             "HUB_DURABLE_STREAMS": "true",
             "HUB_DURABLE_STREAMS_LONG_POLL_TIMEOUT": str(LONG_POLL_SECONDS),
             "HUB_ACCESS_LOG": "false",
