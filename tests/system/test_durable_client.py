@@ -97,7 +97,7 @@ async def test_every_byte_once_across_a_restart_and_a_reconnect(
     # And a reader that starts over from the offset it had after the first chunk.
     again = await _node(scripts, "follow.mjs", url, lines[0]["offset"])
     assert again.stdout is not None
-    rest = []
+    rest: list[str] = []
     async with asyncio.timeout(40):
         while not rest or "[END]" not in rest[-1]:
             rest.append(json.loads(await again.stdout.readline())["text"])
