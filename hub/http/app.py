@@ -65,6 +65,8 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
     if settings.demo_page:
         app.router.add_get("/", demo.page)
         app.router.add_post("/demo/login", demo.login)
+        if settings.durable_streams:
+            app.router.add_get("/demo/answer", demo.answer)
     if settings.mercure:
         mercure = Mercure(settings)
         hub.fanout.route(LOG, mercure.index)

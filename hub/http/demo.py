@@ -13,10 +13,16 @@ from hub.http.state import HUB
 from hub.message import loads
 
 _PAGE = files("hub").joinpath("static", "index.html")
+_ANSWER = files("hub").joinpath("static", "answer.html")
 
 
 async def page(request: web.Request) -> web.Response:
     return web.Response(body=_PAGE.read_bytes(), content_type="text/html", charset="utf-8")
+
+
+async def answer(request: web.Request) -> web.Response:
+    """A resumable answer: a durable stream followed live, resumed after a reload."""
+    return web.Response(body=_ANSWER.read_bytes(), content_type="text/html", charset="utf-8")
 
 
 async def login(request: web.Request) -> web.Response:
