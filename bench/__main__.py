@@ -15,7 +15,7 @@ from typing import Any
 
 import uvloop
 
-from bench import procs, scenarios
+from bench import durable, procs, scenarios
 from bench.plot import latency_plot
 from bench.profile import Profiler
 from bench.report import markdown
@@ -26,7 +26,7 @@ STANDARD = {"idle": 10000, "fanout": 1000, "unicast": 5000}
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "--scenarios", default="idle,fanout,unicast,publish,resume",
+        "--scenarios", default="idle,fanout,unicast,publish,resume,durable",
         help="comma-separated: idle, fanout, unicast, publish, resume",
     )  # fmt: skip
     parser.add_argument("--embedded", action="store_true", help="the in-memory broker, no Redis")
@@ -77,6 +77,7 @@ def _server(args: argparse.Namespace) -> tuple[procs.Started, dict[str, str]]:
         max_streams_per_user="0",
         workers=str(args.workers),
         history_max_len="10000",
+        durable_streams="true",
     )
     return server, keys
 
@@ -105,6 +106,8 @@ async def _run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, list
                 results[name] = await scenarios.publish(ctx, args.publishes)
             elif name == "resume":
                 results[name] = await scenarios.resume(ctx, 100, 20)
+            elif name == "durable":
+                results[name] = await durable.durable(ctx, min(args.publishes, 4000))
             else:
                 raise SystemExit(f"unknown scenario {name!r}")
             print(f"  = {results[name]}", file=sys.stderr, flush=True)

@@ -64,6 +64,7 @@ class Started:
     # What this run started (and stops); empty when targeting a running hub.
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     workdir: Path | None = None
+    redis_url: str | None = None  # the Redis it runs on (None: embedded)
 
     @property
     def pids(self) -> dict[str, int]:
@@ -150,4 +151,6 @@ def start(
     except RuntimeError:
         Started(url, hub.pid, processes=started, workdir=workdir).stop()
         raise
-    return Started(url, hub.pid, redis.pid if redis else None, started, workdir)
+    return Started(
+        url, hub.pid, redis.pid if redis else None, started, workdir, env.get("HUB_REDIS_URL")
+    )

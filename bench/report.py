@@ -41,6 +41,15 @@ ROWS = [
         "{:,}",
     ),
     ("resume, 100 missed events (median)", "resume", "median_ms", "exact, {} ms"),
+    (
+        "Durable Streams: 64-byte appends per (hub + Redis) CPU-second",
+        "durable",
+        "appends_per_server_cpu_s",
+        "{:,}",
+    ),
+    ("Durable Streams: Redis bytes per appended chunk", "durable", "redis_bytes_per_chunk", "{}"),
+    ("Durable Streams: live long-poll read p50", "durable", "live_p50_ms", "{} ms"),
+    ("Durable Streams: live long-poll read p99", "durable", "live_p99_ms", "{} ms"),
 ]
 
 

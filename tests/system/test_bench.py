@@ -21,7 +21,7 @@ def test_a_tiny_benchmark_run_writes_json_and_markdown(tmp_path: Path) -> None:
             "-m",
             "bench",
             "--scenarios",
-            "idle,fanout,unicast,publish,resume",
+            "idle,fanout,unicast,publish,resume,durable",
             "--streams",
             "50",
             "--fanout-streams",
@@ -48,6 +48,9 @@ def test_a_tiny_benchmark_run_writes_json_and_markdown(tmp_path: Path) -> None:
     assert results["unicast"]["publishes_per_server_cpu_s"] > 0
     assert results["publish"]["batch_messages_per_server_cpu_s"] > 0
     assert results["resume"]["exact"] is True
+    assert results["durable"]["appends_per_server_cpu_s"] > 0
+    assert results["durable"]["redis_bytes_per_chunk"] > 64  # the chunk and its entry
+    assert results["durable"]["live_p99_ms"] > 0
     table = (tmp_path / "latest.md").read_text()
     assert "| resume, 100 missed events (median) | exact," in table
     assert "progress" not in table
