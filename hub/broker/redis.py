@@ -178,10 +178,13 @@ class RedisBroker(Broker):
         # Stamp 0 (the first entry's `p`, or a stamp that happened to be 0) tells nothing.
         return HistoryPage(int(epoch), int(top), entries, int(anchor or 0) or None)
 
-    async def run(self, script: Script, keys: list[str], args: Sequence[Arg]) -> Any:
+    async def run(
+        self, script: Script, keys: list[str], args: Sequence[Arg], write: bool = False
+    ) -> Any:
         """A Lua script of another part of the hub (Durable Streams) on the slot of `keys`,
-        with the broker's error mapping; the command that publishes is `publish_command`."""
-        return await self._call(script, keys, args)
+        with the broker's error mapping; a `write` waits for `replicas_ack` replicas as a
+        publish does. The command that publishes is `publish_command`."""
+        return await self._call(script, keys, args, self._wait if write else None)
 
     @property
     def publish_command(self) -> str:

@@ -99,7 +99,8 @@ class RedisStore(Store):
             keys.live(channel),
         ]
         now = int(self._clock() * 1000)
-        reply: list[Any] = await self._broker.run(_SCRIPT, names, [args[0], now, *args[1:]])
+        write = args[0] not in ("head", "read")  # writes wait for HUB_REPLICAS_ACK replicas
+        reply: list[Any] = await self._broker.run(_SCRIPT, names, [args[0], now, *args[1:]], write)
         return reply
 
     async def create(self, name: str, config: Config, initial: bytes) -> tuple[bool, Snapshot]:

@@ -1,0 +1,46 @@
+"""Durable Streams on Redis: what the conformance suite cannot see from outside."""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+
+from hub.auth.verify import mint
+from tests.support.hubs import PUBLISHER_KEY, HubClient, MakeHub
+from tests.support.redis_server import RedisServer
+
+WRITER = {
+    "Authorization": f"Bearer {mint(PUBLISHER_KEY, 'HS256', sub='w', publish=['stream:*'])}",
+    "Content-Type": "text/plain",
+}
+
+
+@pytest.fixture(params=["redis"])
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def _status(hub: HubClient, method: str, path: str, body: bytes = b"") -> int:
+    async with hub.client.request(method, path, headers=WRITER, data=body) as response:
+        return response.status
+
+
+async def test_writes_wait_for_the_replicas_asked_for(make_hub: MakeHub) -> None:
+    """A Redis with no replica cannot acknowledge HUB_REPLICAS_ACK=1: 503, as a publish."""
+    hub = await make_hub(durable_streams=True, replicas_ack=1, replicas_ack_timeout=0.2)
+    assert await _status(hub, "PUT", "/v1/stream/acked", b"x") == 503
+
+
+async def test_a_stream_s_keys_share_one_slot_and_expire_after_its_ttl(
+    make_hub: MakeHub, redis_server: RedisServer
+) -> None:
+    hub = await make_hub(durable_streams=True)
+    headers = {**WRITER, "Stream-TTL": "300"}
+    async with hub.client.request("PUT", "/v1/stream/kept", headers=headers, data=b"x") as response:
+        assert response.status == 201
+    prefix = hub.settings.key_prefix
+    async with Redis.from_url(redis_server.url) as redis:
+        keys = sorted(k.decode() for k in await redis.keys(f"{prefix}*ds:kept*"))
+        assert keys == [f"{prefix}{{ds:kept}}:{s}" for s in ("m", "s")]  # no producer yet
+        for key in keys:  # Redis drops them a minute after the stream's own expiry
+            assert 300 < await redis.ttl(key) <= 360
