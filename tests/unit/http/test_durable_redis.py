@@ -11,7 +11,7 @@ from tests.support.redis_server import RedisServer
 
 WRITER = {
     "Authorization": f"Bearer {mint(PUBLISHER_KEY, 'HS256', sub='w', publish=['stream:*'])}",
-    "Content-Type": "text/plain",
+    "Content-Type": "application/octet-stream",
 }
 
 
@@ -45,3 +45,13 @@ async def test_a_stream_s_keys_share_one_slot_and_expire_after_its_ttl(
         assert keys == [f"{prefix}{{ds:kept}}:{s}" for s in ("m", "s")]  # no producer yet
         for key in keys:  # Redis drops them a minute after the stream's own expiry
             assert 300 < await redis.ttl(key) <= 360
+
+
+async def test_a_durable_stream_is_never_trimmed_by_history_max_len(make_hub: MakeHub) -> None:
+    hub = await make_hub(durable_streams=True, history_max_len=3)
+    assert await _status(hub, "PUT", "/v1/stream/long") == 201
+    every_byte = bytes(range(256))
+    for _ in range(300):  # past Redis's 100-entry stream nodes, far past the setting
+        assert await _status(hub, "POST", "/v1/stream/long", every_byte) == 204
+    async with hub.client.get("/v1/stream/long?offset=-1", headers=WRITER) as response:
+        assert await response.read() == every_byte * 300
