@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from hub.durable import jsonmode, offsets
 from hub.durable.store import (
+    PAGE,
     PRODUCER_TTL,
     Appended,
     Config,
@@ -253,7 +254,8 @@ class MemoryStore(Store):
         if stream is None:
             raise StreamNotFound(name)
         stream.touched = self._clock()
-        return Read(self._after(stream, offset), stream.tail, stream.closed)
+        found = self._after(stream, offset)
+        return Read(found[:PAGE], stream.tail, stream.closed, len(found) > PAGE)
 
     async def wait(self, name: str, offset: str, timeout: float) -> Read:
         stream = self._get(name)

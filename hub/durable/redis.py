@@ -22,6 +22,7 @@ from hub.broker.redis import RedisBroker
 from hub.delivery.fanout import FanOut
 from hub.durable import jsonmode, offsets
 from hub.durable.store import (
+    PAGE,
     Appended,
     Config,
     ConfigConflict,
@@ -181,7 +182,7 @@ class RedisStore(Store):
     async def _sub_offset_prefix(self, config: Config) -> bytes:
         assert config.forked_from is not None
         assert config.fork_offset is not None
-        following = await self._through(config.forked_from, config.fork_offset, None)
+        following = await self._following(config.forked_from, config.fork_offset)
         if not following:
             raise InvalidForkOffset("no append after the fork offset")
         first, count = following[0].data, config.fork_sub_offset
@@ -193,6 +194,14 @@ class RedisStore(Store):
         if count > len(first):
             raise InvalidForkOffset("the sub-offset is past the append's bytes")
         return first[:count]
+
+    async def _following(self, name: str, offset: str) -> list[Message]:
+        """The messages of stream `name` after `offset`, inherited ones included."""
+        after = str(position(offset))
+        reply = await self._run(name, "read", after, "1", "", PAGE + 1)
+        if _text(reply[0]) != "ok":
+            return []
+        return await self._inherited(reply, offset, None) + _messages(reply[8:])
 
     async def _unfork(self, source_name: str) -> None:
         """One fork of `source_name` less; a source gone meanwhile is dropped, and its own
@@ -244,35 +253,31 @@ class RedisStore(Store):
         return _appended(name, reply, producer, bool(chunk))
 
     async def read(self, name: str, offset: str) -> Read:
-        reply = await self._run(
-            name, "read", "" if offset == offsets.START else str(position(offset)), "0", ""
-        )
+        after = "" if offset == offsets.START else str(position(offset))
+        reply = await self._run(name, "read", after, "0", "", PAGE + 1)
         status = _text(reply[0])
         if status == "notfound":
             raise StreamNotFound(name)
         if status == "gone":
             raise StreamGone(name)
         snapshot = _snapshot(reply)
-        own = _messages(reply[8:])
-        source, fork_offset = _text(reply[6]), _text(reply[7])
-        if source and (offset == offsets.START or position(offset) < int(fork_offset)):
-            inherited = await self._through(source, offset, offset_at(int(fork_offset)))
-            own = inherited + own
-        return Read(own, snapshot.tail, snapshot.closed)
+        found = await self._inherited(reply, offset, None) + _messages(reply[8:])
+        return Read(found[:PAGE], snapshot.tail, snapshot.closed, len(found) > PAGE)
 
-    async def _through(self, name: str, offset: str, cap: str | None) -> list[Message]:
-        """A source's messages after `offset` up to `cap` (all: None), through its own
-        sources in turn, as a fork reads them (gone or not, renewing nothing)."""
-        after = "" if offset == offsets.START else str(position(offset))
-        reply = await self._run(name, "read", after, "1", "" if cap is None else str(position(cap)))
-        if _text(reply[0]) != "ok":
-            return []
-        own = _messages(reply[8:])
+    async def _inherited(self, reply: list[Any], offset: str, cap: str | None) -> list[Message]:
+        """What a stream (its read `reply`) inherits after `offset` from its source, up to
+        its fork offset (and `cap`), through every source in turn."""
         source, fork_offset = _text(reply[6]), _text(reply[7])
-        if source and (offset == offsets.START or position(offset) < int(fork_offset)):
-            limit = int(fork_offset) if cap is None else min(int(fork_offset), position(cap))
-            own = await self._through(source, offset, offset_at(limit)) + own
-        return own
+        if not source or (offset != offsets.START and position(offset) >= int(fork_offset)):
+            return []
+        limit = int(fork_offset) if cap is None else min(int(fork_offset), position(cap))
+        after = "" if offset == offsets.START else str(position(offset))
+        # As a fork reads its source: gone or not, renewing nothing.
+        upstream = await self._run(source, "read", after, "1", str(limit), PAGE + 1)
+        if _text(upstream[0]) != "ok":
+            return []
+        inherited = await self._inherited(upstream, offset, offset_at(limit))
+        return inherited + _messages(upstream[8:])
 
     async def wait(self, name: str, offset: str, timeout: float) -> Read:
         channel, wake = self._channel(name), _Wake()

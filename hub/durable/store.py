@@ -15,6 +15,8 @@ from enum import StrEnum
 
 # Idempotent producers are remembered this long after their last append.
 PRODUCER_TTL = 7 * 24 * 3600.0
+# Messages one read returns at most (the next read continues from where it stopped).
+PAGE = 1000
 
 
 def media_type(content_type: str | None) -> str:
@@ -138,6 +140,7 @@ class Read:
     messages: list[Message] = field(default_factory=list)
     tail: str = ""
     closed: bool = False
+    more: bool = False  # a page's worth: more follows after the last message
 
 
 class StreamNotFound(Exception):

@@ -115,14 +115,16 @@ def name_of(request: web.Request) -> str:
     return request.match_info["name"]
 
 
-def authorize(request: web.Request, write: bool) -> None:
-    """The request's bearer token may do this to this stream (Unauthorized or 403 else)."""
+def authorize(request: web.Request, write: bool, name: str | None = None) -> None:
+    """The request's bearer token may do this to the stream `name` (the request's own by
+    default); Unauthorized or 403 else."""
     if request.app[ANONYMOUS]:
         return
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("a bearer token is required")
-    hub, stream = request.app[HUB], f"stream:{name_of(request)}"
+    name = name_of(request) if name is None else name
+    hub, stream = request.app[HUB], f"stream:{name}"
     try:
         publisher = hub.publisher_tokens.publisher(token.strip())
     except Unauthorized:
@@ -130,8 +132,8 @@ def authorize(request: web.Request, write: bool) -> None:
             raise
         claims = hub.subscriber_tokens.claims(token.strip())
         grants = claims.get("streams", [])
-        if not isinstance(grants, list) or not allowed(name_of(request), [str(g) for g in grants]):
-            raise DurableError(403, "the token does not allow reading this stream") from None
+        if not isinstance(grants, list) or not allowed(name, [str(g) for g in grants]):
+            raise DurableError(403, f"the token does not allow reading {name!r}") from None
         return
     if not allowed(stream, publisher.grants):
         raise DurableError(403, f"the token does not allow {stream!r}")
@@ -147,6 +149,8 @@ def tail_headers(snapshot: Snapshot) -> dict[str, str]:
 async def create(request: web.Request) -> web.Response:
     authorize(request, write=True)
     forked_from, fork_offset, sub_offset = _fork(request)
+    if forked_from is not None:
+        authorize(request, write=False, name=forked_from)  # a fork shows its source's bytes
     content_type = request.headers.get("Content-Type", "").strip()
     if not _MEDIA_TYPE.match(content_type):
         content_type = "" if forked_from else OCTET_STREAM  # a fork takes its source's

@@ -102,15 +102,12 @@ def _caught_up(
 ) -> web.Response:
     end = found.messages[-1].offset if found.messages else found.tail
     at_tail = end == found.tail
-    headers = {
-        "Content-Type": content_type,
-        "Stream-Next-Offset": end,
-        "Stream-Up-To-Date": "true",
-        "Cache-Control": CACHE,
-    }
+    headers = {"Content-Type": content_type, "Stream-Next-Offset": end, "Cache-Control": CACHE}
+    if not found.more:  # a page's worth: the reader asks again from `end`
+        headers["Stream-Up-To-Date"] = "true"
     if request.query.get("live") == "long-poll":
         headers["Stream-Cursor"] = offsets.response_cursor(request.query.get("cursor"))
-    closed = found.closed and at_tail
+    closed = found.closed and at_tail and not found.more
     if closed:
         headers["Stream-Closed"] = "true"
     tag = etag(name_of(request), offset or offsets.START, end, closed)
@@ -178,6 +175,9 @@ async def _sse(request: web.Request, start: str, content_type: str) -> web.Strea
                 await response.write(_control(_control_fields(position, found.tail, client_cursor)))
             if waited >= SSE_LIFETIME:
                 break
+            if found.more:  # a page's worth: the next one at once
+                found = await store.read(name, position)
+                continue
             found = await store.wait(name, position, min(timeout, SSE_LIFETIME))
             waited += 0.0 if found.messages else min(timeout, SSE_LIFETIME)
     except (StreamNotFound, StreamGone, ConnectionError):

@@ -143,7 +143,8 @@ end
 
 if op == 'read' then
   -- ARGV: after position ('' for the start), inherit ('1': a fork reads through this
-  -- stream, gone or not, and renews nothing), up to position ('' for no limit).
+  -- stream, gone or not, and renews nothing), up to position ('' for no limit), and at
+  -- most how many messages.
   if m.gone == '1' and ARGV[4] ~= '1' then return {'gone'} end
   if ARGV[4] ~= '1' then touch(m) end
   local first = ARGV[3] == '' and '-' or '(' .. ARGV[3] .. '-0'
@@ -151,7 +152,7 @@ if op == 'read' then
   local reply = summary(m, 'ok')
   reply[#reply + 1] = m.from or ''
   reply[#reply + 1] = m.foff or ''
-  for _, entry in ipairs(redis.call('XRANGE', data, first, last)) do
+  for _, entry in ipairs(redis.call('XRANGE', data, first, last, 'COUNT', ARGV[6])) do
     reply[#reply + 1] = entry[1]
     reply[#reply + 1] = entry[2][2]
   end

@@ -84,3 +84,14 @@ async def test_the_anonymous_switch_lets_anyone_in(make_hub: MakeHub) -> None:
     assert await _status(hub, "PUT", {"Content-Type": "text/plain"}, data=b"open") == 201
     async with hub.client.get(PATH + "?offset=-1") as response:
         assert await response.read() == b"open"
+
+
+async def test_a_fork_needs_the_right_to_read_its_source(hub: HubClient) -> None:
+    owner = _publisher("stream:*")
+    await _status(hub, "PUT", {**owner, "Content-Type": "text/plain"}, data=b"private")
+    forker = _publisher("stream:mine/*")  # may write its own names, not read chats/42
+    fork = {**forker, "Stream-Forked-From": PATH}
+    async with hub.client.request("PUT", "/v1/stream/mine/copy", headers=fork) as response:
+        assert response.status == 403
+    async with hub.client.request("GET", "/v1/stream/mine/copy", headers=forker) as response:
+        assert response.status == 404  # nothing was made
