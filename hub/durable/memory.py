@@ -16,7 +16,6 @@ from hub.durable.store import (
     Config,
     ConfigConflict,
     ContentTypeMismatch,
-    InvalidForkOffset,
     Message,
     Producer,
     ProducerResult,
@@ -30,9 +29,11 @@ from hub.durable.store import (
     StreamNotFound,
     Verdict,
     expiry_of,
+    forked,
     is_json,
     judge,
     media_type,
+    sub_offset_prefix,
 )
 
 
@@ -135,43 +136,13 @@ class MemoryStore(Store):
             raise SourceNotFound(config.forked_from)
         if source.gone:
             raise StreamGone(config.forked_from)
-        content_type = config.content_type or source.config.content_type
-        if media_type(content_type) != media_type(source.config.content_type):
-            raise ContentTypeMismatch(source.config.content_type)
-        fork_offset = config.fork_offset or source.tail
-        if fork_offset > source.tail:
-            raise InvalidForkOffset(fork_offset)
-        ttl, expires_at = config.ttl, config.expires_at
-        if ttl is None and expires_at is None:
-            ttl, expires_at = source.config.ttl, source.config.expires_at
-        return Config(
-            content_type,
-            ttl,
-            expires_at,
-            config.closed,
-            config.forked_from,
-            fork_offset,
-            config.fork_sub_offset,
-        )
+        return forked(config, self._snapshot(source))
 
     def _sub_offset_prefix(self, config: Config) -> bytes:
-        """What a fork inside an append keeps of it: its first `fork_sub_offset` bytes, or
-        on a JSON stream its first messages."""
         assert config.forked_from is not None
         assert config.fork_offset is not None
         source = self._streams[config.forked_from]
-        following = self._after(source, config.fork_offset)
-        if not following:
-            raise InvalidForkOffset("no append after the fork offset")
-        first, count = following[0].data, config.fork_sub_offset
-        if is_json(config.content_type):
-            values = jsonmode.messages(first)
-            if count > len(values):
-                raise InvalidForkOffset("the sub-offset is past the append's messages")
-            return b"".join(value + b"," for value in values[:count])
-        if count > len(first):
-            raise InvalidForkOffset("the sub-offset is past the append's bytes")
-        return first[:count]
+        return sub_offset_prefix(config, self._after(source, config.fork_offset))
 
     def _snapshot(self, stream: _Stream) -> Snapshot:
         return Snapshot(stream.config, stream.tail, stream.closed)

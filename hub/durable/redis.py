@@ -27,7 +27,6 @@ from hub.durable.store import (
     Config,
     ConfigConflict,
     ContentTypeMismatch,
-    InvalidForkOffset,
     Message,
     Producer,
     ProducerResult,
@@ -40,8 +39,10 @@ from hub.durable.store import (
     StreamNotFound,
     Verdict,
     expiry_of,
+    forked,
     is_json,
     media_type,
+    sub_offset_prefix,
 )
 
 _SCRIPT = Script(files("hub.durable").joinpath("lua", "stream.lua").read_text())
@@ -152,48 +153,17 @@ class RedisStore(Store):
         if status == "gone":
             raise StreamGone(source_name)
         try:
-            source = _snapshot(reply)
-            content_type = config.content_type or source.config.content_type
-            if media_type(content_type) != media_type(source.config.content_type):
-                raise ContentTypeMismatch(source.config.content_type)
-            fork_offset = config.fork_offset or source.tail
-            if position(fork_offset) > position(source.tail):
-                raise InvalidForkOffset(fork_offset)
-            ttl, expires_at = config.ttl, config.expires_at
-            if ttl is None and expires_at is None:
-                ttl, expires_at = source.config.ttl, source.config.expires_at
-            completed = Config(
-                content_type,
-                ttl,
-                expires_at,
-                config.closed,
-                source_name,
-                fork_offset,
-                config.fork_sub_offset,
-            )
+            completed = forked(config, _snapshot(reply))
             prefix = b""
             if config.fork_sub_offset:
-                prefix = await self._sub_offset_prefix(completed)
+                assert completed.fork_offset is not None
+                following = await self._following(source_name, completed.fork_offset)
+                prefix = sub_offset_prefix(completed, following)
         except BaseException:
             await self._unfork(source_name)
             raise
-        return completed, str(position(fork_offset)), prefix
-
-    async def _sub_offset_prefix(self, config: Config) -> bytes:
-        assert config.forked_from is not None
-        assert config.fork_offset is not None
-        following = await self._following(config.forked_from, config.fork_offset)
-        if not following:
-            raise InvalidForkOffset("no append after the fork offset")
-        first, count = following[0].data, config.fork_sub_offset
-        if is_json(config.content_type):
-            values = jsonmode.messages(first)
-            if count > len(values):
-                raise InvalidForkOffset("the sub-offset is past the append's messages")
-            return b"".join(value + b"," for value in values[:count])
-        if count > len(first):
-            raise InvalidForkOffset("the sub-offset is past the append's bytes")
-        return first[:count]
+        assert completed.fork_offset is not None
+        return completed, str(position(completed.fork_offset)), prefix
 
     async def _following(self, name: str, offset: str) -> list[Message]:
         """The messages of stream `name` after `offset`, inherited ones included."""

@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from hub.durable import jsonmode
+
 # Idempotent producers are remembered this long after their last append.
 PRODUCER_TTL = 7 * 24 * 3600.0
 # Messages one read returns at most (the next read continues from where it stopped).
@@ -180,6 +182,51 @@ def expiry_of(expires_at: str) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.UTC)
     return moment.timestamp()
+
+
+def forked(config: Config, source: Snapshot) -> Config:
+    """A fork's config completed from its source: the content type (which must be the
+    source's), the fork offset (the source's tail by default, never past it) and the
+    expiry (the source's unless the fork sets one)."""
+    content_type = config.content_type or source.config.content_type
+    if media_type(content_type) != media_type(source.config.content_type):
+        raise ContentTypeMismatch(source.config.content_type)
+    fork_offset = config.fork_offset or source.tail
+    if _position(fork_offset) > _position(source.tail):
+        raise InvalidForkOffset(fork_offset)
+    ttl, expires_at = config.ttl, config.expires_at
+    if ttl is None and expires_at is None:
+        ttl, expires_at = source.config.ttl, source.config.expires_at
+    return Config(
+        content_type,
+        ttl,
+        expires_at,
+        config.closed,
+        config.forked_from,
+        fork_offset,
+        config.fork_sub_offset,
+    )
+
+
+def sub_offset_prefix(config: Config, following: list[Message]) -> bytes:
+    """What a fork inside an append keeps of it (`following`: the source's messages after
+    the fork offset): its first `fork_sub_offset` bytes, or on a JSON stream its first
+    messages."""
+    if not following:
+        raise InvalidForkOffset("no append after the fork offset")
+    first, count = following[0].data, config.fork_sub_offset
+    if is_json(config.content_type):
+        values = jsonmode.messages(first)
+        if count > len(values):
+            raise InvalidForkOffset("the sub-offset is past the append's messages")
+        return b"".join(value + b"," for value in values[:count])
+    if count > len(first):
+        raise InvalidForkOffset("the sub-offset is past the append's bytes")
+    return first[:count]
+
+
+def _position(offset: str) -> int:
+    return int(offset.split("_", 1)[1])
 
 
 class Store(ABC):

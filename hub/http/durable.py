@@ -168,18 +168,8 @@ async def create(request: web.Request) -> web.Response:
     body = await read_body(request, request.app[HUB].settings.max_body_bytes)
     try:
         created, snapshot = await request.app[STORE].create(name_of(request), config, body)
-    except ConfigConflict:
-        raise DurableError(409, "the stream exists with another configuration") from None
-    except StreamGone:
-        raise DurableError(409, "the stream (or the source) is gone; forks still read it") from None
-    except SourceNotFound:
-        raise DurableError(404, "no such source stream") from None
-    except ContentTypeMismatch:
-        raise DurableError(409, "the Content-Type is not the source's") from None
-    except InvalidForkOffset:
-        raise DurableError(400, "the fork offset is past the source's data") from None
-    except (InvalidJson, EmptyArray) as exc:
-        raise DurableError(400, str(exc)) from None
+    except tuple(_CREATE_REFUSALS) as exc:
+        raise _refusal(exc, _CREATE_REFUSALS) from None
     headers = tail_headers(snapshot)
     if created:
         headers["Location"] = str(request.url)
@@ -278,17 +268,35 @@ async def append(request: web.Request) -> web.Response:
             producer,
             close,
         )
-    except StreamNotFound:
-        raise DurableError(404, "no such stream") from None
-    except StreamGone:
-        raise DurableError(410, "the stream is gone") from None
-    except ContentTypeMismatch:
-        raise DurableError(409, "the Content-Type is not the stream's") from None
-    except SeqConflict:
-        raise DurableError(409, "Stream-Seq must grow") from None
-    except (InvalidJson, EmptyArray) as exc:
-        raise DurableError(400, str(exc)) from None
+    except tuple(_APPEND_REFUSALS) as exc:
+        raise _refusal(exc, _APPEND_REFUSALS) from None
     return _appended(result, producer, close_only=not body)
+
+
+# What a store's refusal is answered with: status and detail (None: the error's own).
+Refusals = dict[type[Exception], tuple[int, str | None]]
+_CREATE_REFUSALS: Refusals = {
+    ConfigConflict: (409, "the stream exists with another configuration"),
+    StreamGone: (409, "the stream (or the source) is gone; forks still read it"),
+    SourceNotFound: (404, "no such source stream"),
+    ContentTypeMismatch: (409, "the Content-Type is not the source's"),
+    InvalidForkOffset: (400, "the fork offset is past the source's data"),
+    InvalidJson: (400, None),
+    EmptyArray: (400, None),
+}
+_APPEND_REFUSALS: Refusals = {
+    StreamNotFound: (404, "no such stream"),
+    StreamGone: (410, "the stream is gone"),
+    ContentTypeMismatch: (409, "the Content-Type is not the stream's"),
+    SeqConflict: (409, "Stream-Seq must grow"),
+    InvalidJson: (400, None),
+    EmptyArray: (400, None),
+}
+
+
+def _refusal(exc: Exception, refusals: Refusals) -> DurableError:
+    status, detail = refusals[type(exc)]
+    return DurableError(status, detail or str(exc))
 
 
 def _appended(result: Appended, producer: Producer | None, close_only: bool) -> web.Response:
