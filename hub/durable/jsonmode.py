@@ -4,6 +4,7 @@ on append, and reads answered as one JSON array."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,15 +17,44 @@ class EmptyArray(ValueError):
     pass
 
 
+# Deeper JSON is refused: stored messages are encoded again (a fork inside an append).
+MAX_DEPTH = 128
+
+
 def _strict(raw: bytes) -> Any:
+    """RFC 8259 JSON only: no NaN or Infinity (nor a number too large for a double), no
+    lone surrogate, at most MAX_DEPTH levels deep."""
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_refuse)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        value = json.loads(raw.decode("utf-8"), parse_constant=_refuse, parse_float=_finite)
+        _compact(value)  # a lone surrogate cannot be stored as UTF-8
+    except (UnicodeError, ValueError, RecursionError):
         raise InvalidJson("the body is not valid JSON") from None
+    if _depth(value) > MAX_DEPTH:
+        raise InvalidJson(f"the body nests deeper than {MAX_DEPTH} levels")
+    return value
 
 
 def _refuse(name: str) -> Any:
     raise ValueError(name)
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError("a number out of range")
+    return number
+
+
+def _depth(value: Any) -> int:
+    deepest, level = 0, [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, list):
+            level.extend((child, depth + 1) for child in item)
+        elif isinstance(item, dict):
+            level.extend((child, depth + 1) for child in item.values())
+    return deepest
 
 
 def stored(raw: bytes, creating: bool = False) -> bytes:

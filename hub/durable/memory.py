@@ -4,18 +4,21 @@ Redis store, lost on restart."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hub.durable import jsonmode, offsets
 from hub.durable.store import (
+    MAX_FORK_DEPTH,
     PAGE,
     PRODUCER_TTL,
     Appended,
     Config,
     ConfigConflict,
     ContentTypeMismatch,
+    ForkTooDeep,
     Message,
     Producer,
     ProducerResult,
@@ -50,6 +53,8 @@ class _Stream:
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     forks: int = 0  # forks that read through this stream
     gone: bool = False  # deleted or expired while forks still read through it
+    depth: int = 0  # how many sources it reads through
+    ends: list[str] = field(default_factory=list)  # each message's offset: found by bisection
 
     def expired(self, now: float) -> bool:
         config = self.config
@@ -64,13 +69,18 @@ class _Stream:
             data = jsonmode.stored(data, creating)
             if not data:
                 return
+        self.keep(data)
+
+    def keep(self, data: bytes) -> None:
         self.tail = offsets.advance(self.tail, len(data))
         self.messages.append(Message(data, self.tail))
+        self.ends.append(self.tail)
 
-    def own_after(self, offset: str) -> list[Message]:
-        if offset == offsets.START:
-            return list(self.messages)
-        return [m for m in self.messages if m.offset > offset]
+    def own_after(self, offset: str, upto: str | None, limit: int) -> list[Message]:
+        """At most `limit` of its own messages after `offset` (and up to `upto`)."""
+        first = 0 if offset == offsets.START else bisect.bisect_right(self.ends, offset)
+        last = len(self.ends) if upto is None else bisect.bisect_right(self.ends, upto)
+        return self.messages[first : min(last, first + limit)]
 
     def wake(self) -> None:
         for waiter in self.waiters:
@@ -95,37 +105,40 @@ class MemoryStore(Store):
             raise StreamGone(name)
         return stream
 
-    def _drop(self, name: str) -> None:
-        """Deleted: gone but kept while forks read through it, else forgotten (and a source
-        gone before it, once no fork needs it)."""
-        stream = self._streams.get(name)
-        if stream is None:
-            return
-        stream.wake()
-        if stream.forks > 0:
-            stream.gone = True
-            return
-        del self._streams[name]
-        source_name = stream.config.forked_from
-        source = self._streams.get(source_name) if source_name else None
-        if source is not None and source_name is not None:
+    def _drop(self, name: str | None) -> None:
+        """Deleted: gone but kept while forks read through it, else forgotten (and each
+        source gone before it, once no fork needs it)."""
+        while name is not None:
+            stream = self._streams.get(name)
+            if stream is None:
+                return
+            stream.wake()
+            if stream.forks > 0:
+                stream.gone = True
+                return
+            del self._streams[name]
+            name = stream.config.forked_from
+            source = self._streams.get(name) if name is not None else None
+            if source is None:
+                return
             source.forks = max(0, source.forks - 1)
-            if source.gone and source.forks == 0:
-                self._drop(source_name)
+            if not (source.gone and source.forks == 0):
+                return
 
-    def _after(self, stream: _Stream, offset: str) -> list[Message]:
-        """A stream's messages after `offset`: for a fork, its source's up to the fork
-        offset first (through every source in turn), then its own."""
-        own = stream.own_after(offset)
+    def _after(
+        self, stream: _Stream, offset: str, upto: str | None = None, limit: int = PAGE + 1
+    ) -> list[Message]:
+        """At most `limit` of a stream's messages after `offset` (and up to `upto`): for a
+        fork, its source's up to the fork offset first (through every source in turn),
+        then its own."""
+        inherited: list[Message] = []
         source_name, fork_offset = stream.config.forked_from, stream.config.fork_offset
-        if source_name is None or fork_offset is None:
-            return own
-        if offset != offsets.START and offset >= fork_offset:
-            return own
-        source = self._streams.get(source_name)
-        if source is None:
-            return own
-        inherited = [m for m in self._after(source, offset) if m.offset <= fork_offset]
+        source = self._streams.get(source_name) if source_name is not None else None
+        inherits = offset == offsets.START or (fork_offset is not None and offset < fork_offset)
+        if source is not None and fork_offset is not None and inherits:
+            cap = fork_offset if upto is None else min(fork_offset, upto)
+            inherited = self._after(source, offset, cap, limit)
+        own = stream.own_after(offset, upto, limit - len(inherited))
         return inherited + own
 
     def _fork_config(self, config: Config) -> Config:
@@ -136,6 +149,8 @@ class MemoryStore(Store):
             raise SourceNotFound(config.forked_from)
         if source.gone:
             raise StreamGone(config.forked_from)
+        if source.depth >= MAX_FORK_DEPTH:
+            raise ForkTooDeep(config.forked_from)
         return forked(config, self._snapshot(source))
 
     def _sub_offset_prefix(self, config: Config) -> bytes:
@@ -162,14 +177,13 @@ class MemoryStore(Store):
         if config.fork_offset is not None:
             stream.tail = config.fork_offset
         if config.fork_sub_offset:
-            prefix = self._sub_offset_prefix(config)
-            stream.tail = offsets.advance(stream.tail, len(prefix))
-            stream.messages.append(Message(prefix, stream.tail))
+            stream.keep(self._sub_offset_prefix(config))
         if initial:
             stream.store(initial, creating=True)
         if config.forked_from is not None:
             source = self._streams[config.forked_from]
             source.forks += 1
+            stream.depth = source.depth + 1
         self._streams[name] = stream
         return True, self._snapshot(stream)
 

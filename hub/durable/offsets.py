@@ -17,15 +17,25 @@ ZERO = "0000000000000000_0000000000000000"
 START = "-1"
 NOW = "now"
 FRAME_OVERHEAD = 5
-_REQUESTED = re.compile(r"-1|now|\d+_\d+")
+_OFFSET = re.compile(r"([0-9]{1,16})_([0-9]{1,16})")
 # Live cursors: 20-second intervals counted from 2024-10-09T00:00:00Z (the protocol's).
 _CURSOR_EPOCH = 1728432000.0
 _CURSOR_INTERVAL = 20
 _JITTER = (1, 3600)
 
 
-def valid_request(offset: str) -> bool:
-    return _REQUESTED.fullmatch(offset) is not None
+def canonical(offset: str) -> str | None:
+    """An offset as this hub writes it (`0_10` is `0000000000000000_0000000000000010`),
+    so that both stores compare it alike; None if it is not an offset."""
+    match = _OFFSET.fullmatch(offset)
+    if match is None:
+        return None
+    return f"{int(match[1]):016d}_{int(match[2]):016d}"
+
+
+def requested(offset: str) -> str | None:
+    """A read's offset: `-1`, `now`, or an offset made canonical; None if it is none."""
+    return offset if offset in (START, NOW) else canonical(offset)
 
 
 def advance(offset: str, size: int) -> str:

@@ -22,11 +22,13 @@ from hub.broker.redis import RedisBroker
 from hub.delivery.fanout import FanOut
 from hub.durable import jsonmode, offsets
 from hub.durable.store import (
+    MAX_FORK_DEPTH,
     PAGE,
     Appended,
     Config,
     ConfigConflict,
     ContentTypeMismatch,
+    ForkTooDeep,
     Message,
     Producer,
     ProducerResult,
@@ -46,6 +48,7 @@ from hub.durable.store import (
 )
 
 _SCRIPT = Script(files("hub.durable").joinpath("lua", "stream.lua").read_text())
+_UNFORK = b"\0unfork"  # a reply's marker: the call dropped an expired fork of this source
 
 
 def position(offset: str) -> int:
@@ -99,25 +102,47 @@ class RedisStore(Store):
             keys.stream(channel),
             f"{keys.prefix}{{{channel}}}:p",
             keys.live(channel),
+            f"{keys.prefix}{{{channel}}}:f",
         ]
         now = int(self._clock() * 1000)
         write = args[0] not in ("head", "read")  # writes wait for HUB_REPLICAS_ACK replicas
         reply: list[Any] = await self._broker.run(_SCRIPT, names, [args[0], now, *args[1:]], write)
+        if len(reply) >= 2 and reply[-2] == _UNFORK:
+            # The call dropped `name`, an expired fork: its source is told in its own slot.
+            source, reply = _text(reply[-1]), reply[:-2]
+            await self._unfork(source, name)
         return reply
 
     async def create(self, name: str, config: Config, initial: bytes) -> tuple[bool, Snapshot]:
-        chunks: list[bytes] = []
-        fork_start = ""
+        depth, prefix = 0, b""
         if config.forked_from is not None:
-            config, fork_start, prefix = await self._fork(config)
-            chunks += [prefix] if prefix else []
+            config, depth, prefix = await self._fork(name, config)
+        try:
+            reply = await self._create(name, config, depth, prefix, initial)
+            if _text(reply[0]) == "gone" and await self._prune(name, reply[1:]):
+                reply = await self._create(name, config, depth, prefix, initial)  # it was freed
+        finally:
+            if config.forked_from is not None:
+                # Counted as a fork before it was made: forgotten again if it was not.
+                await self._prune(config.forked_from, [name])
+        status = _text(reply[0])
+        if status == "gone":
+            raise StreamGone(name)
+        if status == "conflict":
+            raise ConfigConflict(name)
+        return status == "created", _snapshot(reply)
+
+    async def _create(
+        self, name: str, config: Config, depth: int, prefix: bytes, initial: bytes
+    ) -> list[Any]:
+        chunks = [prefix] if prefix else []
         if initial:
-            chunk = (
-                jsonmode.stored(initial, creating=True) if is_json(config.content_type) else initial
-            )
+            chunk = initial
+            if is_json(config.content_type):
+                chunk = jsonmode.stored(initial, creating=True)
             chunks += [chunk] if chunk else []
         expires = expiry_of(config.expires_at) if config.expires_at else None
-        reply = await self._run(
+        return await self._run(
             name,
             "create",
             config.content_type,
@@ -129,29 +154,24 @@ class RedisStore(Store):
             config.forked_from or "",
             "" if not config.fork_offset else str(position(config.fork_offset)),
             str(config.fork_sub_offset),
-            fork_start or "0",
+            str(position(config.fork_offset)) if config.fork_offset else "0",
+            str(depth),
             *chunks,
         )
-        status = _text(reply[0])
-        if status != "created" and config.forked_from is not None:
-            await self._unfork(config.forked_from)  # not made: the source's count back
-        if status == "gone":
-            raise StreamGone(name)
-        if status == "conflict":
-            raise ConfigConflict(name)
-        return status == "created", _snapshot(reply)
 
-    async def _fork(self, config: Config) -> tuple[Config, str, bytes]:
-        """The fork's config completed from its source (counted as forked from now on),
-        its start position, and what it keeps of an append it forks inside."""
+    async def _fork(self, name: str, config: Config) -> tuple[Config, int, bytes]:
+        """The fork's config completed from its source (which counts `name` among its forks
+        from now on), its depth, and what it keeps of an append it forks inside."""
         assert config.forked_from is not None
         source_name = config.forked_from
-        reply = await self._run(source_name, "fork")
+        reply = await self._run(source_name, "fork", name)
         status = _text(reply[0])
         if status == "notfound":
             raise SourceNotFound(source_name)
         if status == "gone":
             raise StreamGone(source_name)
+        if status == "toodeep":
+            raise ForkTooDeep(source_name)
         try:
             completed = forked(config, _snapshot(reply))
             prefix = b""
@@ -160,10 +180,21 @@ class RedisStore(Store):
                 following = await self._following(source_name, completed.fork_offset)
                 prefix = sub_offset_prefix(completed, following)
         except BaseException:
-            await self._unfork(source_name)
+            await self._prune(source_name, [name])
             raise
-        assert completed.fork_offset is not None
-        return completed, str(position(completed.fork_offset)), prefix
+        return completed, int(_text(reply[6])) + 1, prefix
+
+    async def _prune(self, name: str, forks: list[Any]) -> bool:
+        """Forgets those of `forks` that do not exist (any more, or not yet: a create that
+        failed) among the forks of `name`; True when that dropped `name` (it was gone, and
+        they were its last). Counting a fork too many is safe (this undoes it); too few
+        would drop bytes a fork reads."""
+        freed = False
+        for fork in (_text(f) for f in forks):
+            reply = await self._run(fork, "read", "", "1", "", 0)  # no bytes, nothing renewed
+            if _text(reply[0]) == "notfound" or _text(reply[6]) != name:
+                freed = await self._unfork(name, fork) or freed
+        return freed
 
     async def _following(self, name: str, offset: str) -> list[Message]:
         """The messages of stream `name` after `offset`, inherited ones included."""
@@ -173,13 +204,19 @@ class RedisStore(Store):
             return []
         return await self._inherited(reply, offset, None) + _messages(reply[8:])
 
-    async def _unfork(self, source_name: str) -> None:
-        """One fork of `source_name` less; a source gone meanwhile is dropped, and its own
-        source told in turn."""
-        current: str | None = source_name
-        while current:
-            reply = await self._run(current, "unfork")
-            current = _text(reply[1]) if _text(reply[0]) == "dropped" else None
+    async def _unfork(self, source_name: str, fork: str) -> bool:
+        """`fork` no longer reads through `source_name`; a source gone meanwhile is dropped,
+        and its own source told in turn. True when `source_name` was dropped."""
+        current, dropped = source_name, False
+        for _ in range(MAX_FORK_DEPTH + 1):
+            reply = await self._run(current, "unfork", fork)
+            if _text(reply[0]) != "dropped":
+                return dropped
+            dropped = dropped or current == source_name
+            fork, current = current, _text(reply[1])
+            if not current:
+                return dropped
+        return dropped
 
     async def head(self, name: str) -> Snapshot | None:
         reply = await self._run(name, "head")
@@ -187,6 +224,8 @@ class RedisStore(Store):
         if status == "notfound":
             return None
         if status == "gone":
+            if await self._prune(name, reply[1:]):
+                return None  # its forks were all gone too: it is no more
             raise StreamGone(name)
         return _snapshot(reply)
 
@@ -281,9 +320,12 @@ class RedisStore(Store):
             raise StreamGone(name)
         if status == "notfound":
             return False
+        if status == "kept":  # forks read through it: gone, unless they are all gone too
+            await self._prune(name, reply[1:])
+            return True
         source = _text(reply[1])
         if source:
-            await self._unfork(source)
+            await self._unfork(source, name)
         return True
 
 

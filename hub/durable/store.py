@@ -19,6 +19,8 @@ from hub.durable import jsonmode
 PRODUCER_TTL = 7 * 24 * 3600.0
 # Messages one read returns at most (the next read continues from where it stopped).
 PAGE = 1000
+# Sources a fork may read through (a fork of a fork of …): reads and deletes walk them.
+MAX_FORK_DEPTH = 32
 
 
 def media_type(content_type: str | None) -> str:
@@ -158,6 +160,10 @@ class SourceNotFound(Exception):
 
 
 class InvalidForkOffset(Exception):
+    pass
+
+
+class ForkTooDeep(Exception):
     pass
 
 

@@ -16,10 +16,12 @@ from hub.channels import allowed
 from hub.durable import offsets
 from hub.durable.jsonmode import EmptyArray, InvalidJson
 from hub.durable.store import (
+    MAX_FORK_DEPTH,
     Appended,
     Config,
     ConfigConflict,
     ContentTypeMismatch,
+    ForkTooDeep,
     InvalidForkOffset,
     Producer,
     SeqConflict,
@@ -32,15 +34,21 @@ from hub.durable.store import (
     expiry_of,
 )
 from hub.errors import HubError, Unauthorized
-from hub.http.body import read_body
+from hub.http.body import read_body_within
 from hub.http.state import HUB
 
 STORE = web.AppKey("durable_store", Store)
 ANONYMOUS = web.AppKey("durable_anonymous", bool)
 PREFIX = "/v1/stream/"
 OCTET_STREAM = "application/octet-stream"
-_INTEGER = re.compile(r"0|[1-9][0-9]*")
-_STRICT = re.compile(r"[0-9]+")
+# Bounded digits: Python's int() refuses numbers of over 4,300 digits with an error.
+_INTEGER = re.compile(r"0|[1-9][0-9]{0,15}")
+_STRICT = re.compile(r"[0-9]{1,16}")
+_MAX_TTL = 10 * 366 * 24 * 3600  # ten years
+_MAX_NAME = 1024
+_MAX_TOKEN_TEXT = 256  # a Producer-Id, a Stream-Seq
+# Body uploads must be whole within this long: a trickled body holds no connection.
+BODY_TIMEOUT = 30.0
 _MEDIA_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+")
 _SAFE_INTEGER = 2**53 - 1
 # Every answer: not sniffed, readable cross-origin with a bearer token (no cookies: `*`).
@@ -112,7 +120,21 @@ _BY_STATUS: dict[int, type[DurableError]] = {
 
 
 def name_of(request: web.Request) -> str:
-    return request.match_info["name"]
+    """The stream's name: UTF-8 text without control characters, 1,024 characters at most
+    (it becomes Redis keys and a pub/sub channel)."""
+    name = request.match_info["name"]
+    if len(name) > _MAX_NAME or not text_ok(name):
+        raise DurableError(400, "a stream name is UTF-8 text of 1-1024 characters")
+    return name
+
+
+def text_ok(value: str) -> bool:
+    """Encodable as UTF-8 (no lone surrogate from undecodable bytes) and printable."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return value.isprintable()
 
 
 def authorize(request: web.Request, write: bool, name: str | None = None) -> None:
@@ -158,14 +180,16 @@ async def create(request: web.Request) -> web.Response:
     expires_at = request.headers.get("Stream-Expires-At")
     if ttl_header is not None and expires_at is not None:
         raise DurableError(400, "give Stream-TTL or Stream-Expires-At, not both")
-    if ttl_header is not None and not _INTEGER.fullmatch(ttl_header):
-        raise DurableError(400, "Stream-TTL must be a whole number of seconds")
+    if ttl_header is not None and not (
+        _INTEGER.fullmatch(ttl_header) and int(ttl_header) <= _MAX_TTL
+    ):
+        raise DurableError(400, "Stream-TTL must be a whole number of seconds, ten years at most")
     if expires_at is not None and expiry_of(expires_at) is None:
         raise DurableError(400, "Stream-Expires-At must be an RFC 3339 timestamp")
     ttl = int(ttl_header) if ttl_header is not None else None
     closed = request.headers.get("Stream-Closed") == "true"
     config = Config(content_type, ttl, expires_at, closed, forked_from, fork_offset, sub_offset)
-    body = await read_body(request, request.app[HUB].settings.max_body_bytes)
+    body = await read_body_within(request, request.app[HUB].settings.max_body_bytes, BODY_TIMEOUT)
     try:
         created, snapshot = await request.app[STORE].create(name_of(request), config, body)
     except tuple(_CREATE_REFUSALS) as exc:
@@ -187,8 +211,10 @@ def _fork(request: web.Request) -> tuple[str | None, str | None, int]:
             raise DurableError(400, "Stream-Fork-Sub-Offset needs Stream-Forked-From")
         if not _INTEGER.fullmatch(sub_offset) or int(sub_offset) > _SAFE_INTEGER:
             raise DurableError(400, "Stream-Fork-Sub-Offset must be a whole number")
-    if offset is not None and not re.fullmatch(r"[0-9]+_[0-9]+", offset):
-        raise DurableError(400, "Stream-Fork-Offset is not an offset")
+    if offset is not None:
+        offset = offsets.canonical(offset)
+        if offset is None:
+            raise DurableError(400, "Stream-Fork-Offset is not an offset")
     if source is None:
         return None, None, 0
     if not source.startswith(PREFIX) or len(source) == len(PREFIX):
@@ -239,8 +265,8 @@ def _producer(request: web.Request) -> Producer | None:
     producer_id, epoch, seq = values
     if producer_id is None or epoch is None or seq is None:
         raise DurableError(400, "Producer-Id, Producer-Epoch and Producer-Seq go together")
-    if not producer_id:
-        raise DurableError(400, "Producer-Id must not be empty")
+    if not producer_id or len(producer_id) > _MAX_TOKEN_TEXT or not text_ok(producer_id):
+        raise DurableError(400, "Producer-Id must be printable UTF-8 text of 1-256 characters")
     numbers = []
     for name, value in (("Producer-Epoch", epoch), ("Producer-Seq", seq)):
         if not _STRICT.fullmatch(value) or int(value) > _SAFE_INTEGER:
@@ -253,18 +279,23 @@ async def append(request: web.Request) -> web.Response:
     authorize(request, write=True)
     producer = _producer(request)
     close = request.headers.get("Stream-Closed") == "true"
-    body = await read_body(request, request.app[HUB].settings.max_body_bytes)
+    body = await read_body_within(request, request.app[HUB].settings.max_body_bytes, BODY_TIMEOUT)
     if not body and not close:
         raise DurableError(400, "an append needs a body")
     content_type = request.headers.get("Content-Type")
     if body and not content_type:
         raise DurableError(400, "an append needs a Content-Type")
+    seq = request.headers.get("Stream-Seq")
+    if seq is not None and (len(seq) > _MAX_TOKEN_TEXT or not text_ok(seq)):
+        raise DurableError(400, "Stream-Seq must be printable UTF-8 text of 256 characters at most")
+    if content_type is not None and not text_ok(content_type):
+        raise DurableError(400, "the Content-Type is not text")
     try:
         result = await request.app[STORE].append(
             name_of(request),
             body,
             content_type or "",
-            request.headers.get("Stream-Seq"),
+            seq,
             producer,
             close,
         )
@@ -281,6 +312,7 @@ _CREATE_REFUSALS: Refusals = {
     SourceNotFound: (404, "no such source stream"),
     ContentTypeMismatch: (409, "the Content-Type is not the source's"),
     InvalidForkOffset: (400, "the fork offset is past the source's data"),
+    ForkTooDeep: (400, f"forks read through {MAX_FORK_DEPTH} sources at most"),
     InvalidJson: (400, None),
     EmptyArray: (400, None),
 }

@@ -3,6 +3,7 @@ events; base64 for a stream that is not text)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from typing import Any
@@ -31,9 +32,10 @@ def _offset(request: web.Request) -> str | None:
         return None
     if len(given) > 1:
         raise DurableError(400, "one offset per request")
-    if not given[0] or not offsets.valid_request(given[0]):
+    offset = offsets.requested(given[0])
+    if offset is None:
         raise DurableError(400, "the offset is not one this hub gave out, -1 or now")
-    return given[0]
+    return offset
 
 
 def _body(read: Read, content_type: str) -> bytes:
@@ -155,7 +157,9 @@ async def _sse(request: web.Request, start: str, content_type: str) -> web.Strea
     store, name = request.app[STORE], name_of(request)
     client_cursor = request.query.get("cursor")
     timeout = request.app[HUB].settings.durable_streams_long_poll_timeout
-    position, waited = start, 0.0
+    position = start
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + SSE_LIFETIME  # busy or not, the connection ends then
     try:
         found = await store.read(name, position)
         if position == offsets.START:
@@ -173,13 +177,13 @@ async def _sse(request: web.Request, start: str, content_type: str) -> web.Strea
                 break
             if not found.messages:
                 await response.write(_control(_control_fields(position, found.tail, client_cursor)))
-            if waited >= SSE_LIFETIME:
+            left = ends - loop.time()
+            if left <= 0:
                 break
             if found.more:  # a page's worth: the next one at once
                 found = await store.read(name, position)
                 continue
-            found = await store.wait(name, position, min(timeout, SSE_LIFETIME))
-            waited += 0.0 if found.messages else min(timeout, SSE_LIFETIME)
+            found = await store.wait(name, position, min(timeout, left))
     except (StreamNotFound, StreamGone, ConnectionError):
         pass
     return response

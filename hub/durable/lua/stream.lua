@@ -3,17 +3,22 @@
 --
 -- KEYS: meta (hash), data (a Redis Stream: one entry per stored message, its id the
 --       message's end position), producers (hash: id -> "epoch:lastseq:updated_ms"),
---       live (the pub/sub channel that wakes waiting readers).
+--       live (the pub/sub channel that wakes waiting readers), forks (the set of the
+--       names of the forks that read through this stream).
 -- ARGV[1]: the operation, ARGV[2]: now in ms, then the operation's own.
 --
 -- Expiry is checked here (a sliding TTL from `touched`, or an absolute `exp`): an
--- expired stream is deleted, unless forks read through it: then it is kept `gone`.
+-- expired stream is deleted, unless forks read through it: then it is kept `gone`. A
+-- fork dropped so is reported to the caller (the reply ends with "\0unfork" and its
+-- source), which tells the source in its own slot.
 -- Redis's own key expiry is set a minute past the logical one, as a backstop, and only
 -- while no fork needs the stream.
-local meta, data, producers, live = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local meta, data, producers, live, forks = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local op, now = ARGV[1], tonumber(ARGV[2])
 local PRODUCER_TTL = 7 * 24 * 3600 * 1000
 local SLACK = 60000
+local MAX_FORK_DEPTH = 32
+local dropped_from = nil -- the source of a fork this call dropped as expired
 
 local function fields()
   local flat = redis.call('HGETALL', meta)
@@ -33,7 +38,11 @@ local function bytes_le(a, b)
 end
 
 local function drop()
-  redis.call('DEL', meta, data, producers)
+  redis.call('DEL', meta, data, producers, forks)
+end
+
+local function fork_count()
+  return redis.call('SCARD', forks)
 end
 
 -- The stream, nil if there is none (expired ones are dropped or marked gone here).
@@ -44,11 +53,12 @@ local function current()
     local expired = (m.exp and now >= tonumber(m.exp))
       or (m.ttl and now >= tonumber(m.touched) + tonumber(m.ttl) * 1000)
     if expired then
-      if tonumber(m.forks or '0') > 0 then
+      if fork_count() > 0 then
         redis.call('HSET', meta, 'gone', '1')
         m.gone = '1'
       else
         drop()
+        if m.from then dropped_from = m.from end
         return nil
       end
     end
@@ -57,8 +67,8 @@ local function current()
 end
 
 local function backstop(m)
-  if tonumber(m.forks or '0') > 0 or m.gone == '1' then
-    redis.call('PERSIST', meta) redis.call('PERSIST', data) redis.call('PERSIST', producers)
+  if fork_count() > 0 or m.gone == '1' then
+    for _, key in ipairs({meta, data, producers, forks}) do redis.call('PERSIST', key) end
     return
   end
   local at = nil
@@ -88,56 +98,64 @@ local function summary(m, status)
   return {status, m.tail, m.closed or '0', m.ct, m.ttl or '', m.expstr or ''}
 end
 
+local function main()
 if op == 'create' then
-  -- ARGV: ct, ctn, ttl, exp_ms, expstr, closed, from, foff, fsub, start, chunk...
+  -- ARGV: ct, ctn, ttl, exp_ms, expstr, closed, from, foff, fsub, start, depth, chunk...
   local m = current()
   local ct, ctn, ttl, exp, expstr, closed = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
   local from, foff, fsub = ARGV[9], ARGV[10], ARGV[11]
   if m then
-    if m.gone == '1' then return {'gone'} end
+    if m.gone == '1' then return {'gone', unpack(redis.call('SRANDMEMBER', forks, 100))} end
     local same = (ctn == '' or ctn == m.ctn) and ttl == (m.ttl or '') and expstr == (m.expstr or '')
       and closed == (m.closed or '0') and from == (m.from or '')
       and (foff == '' or foff == (m.foff or '')) and fsub == (m.fsub or '0')
     if not same then return {'conflict'} end
     return summary(m, 'exists')
   end
-  m = {ct = ct, ctn = ctn, closed = closed, tail = ARGV[12], touched = tostring(now),
-       forks = '0', fsub = fsub}
+  m = {ct = ct, ctn = ctn, closed = closed, tail = ARGV[12], touched = tostring(now), fsub = fsub}
   redis.call('HSET', meta, 'ct', ct, 'ctn', ctn, 'closed', closed, 'tail', m.tail,
-    'touched', m.touched, 'forks', '0', 'fsub', fsub)
+    'touched', m.touched, 'fsub', fsub, 'depth', ARGV[13])
   if ttl ~= '' then m.ttl = ttl redis.call('HSET', meta, 'ttl', ttl) end
   if exp ~= '' then m.exp = exp m.expstr = expstr redis.call('HSET', meta, 'exp', exp, 'expstr', expstr) end
   if from ~= '' then m.from = from m.foff = foff redis.call('HSET', meta, 'from', from, 'foff', foff) end
-  for i = 13, #ARGV do store(m, ARGV[i]) end
+  for i = 14, #ARGV do store(m, ARGV[i]) end
   backstop(m)
   return summary(m, 'created')
 end
 
-if op == 'fork' or op == 'unfork' then
-  -- A fork of this stream is made (+1) or gone (-1). Answers what a fork needs.
-  local m = fields()
-  if op == 'fork' then
-    m = current()
-    if not m then return {'notfound'} end
-    if m.gone == '1' then return {'gone'} end
-  elseif not m then
-    return {'notfound'}
-  end
-  local forks = redis.call('HINCRBY', meta, 'forks', op == 'fork' and 1 or -1)
-  if forks <= 0 then
-    redis.call('HSET', meta, 'forks', '0')
-    if m.gone == '1' then drop() return {'dropped', m.from or ''} end
-  end
-  m.forks = tostring(forks)
+if op == 'fork' then
+  -- ARGV: the fork's name. It reads through this stream from now on.
+  local m = current()
+  if not m then return {'notfound'} end
+  if m.gone == '1' then return {'gone'} end
+  local depth = tonumber(m.depth or '0')
+  if depth >= MAX_FORK_DEPTH then return {'toodeep'} end
+  redis.call('SADD', forks, ARGV[3])
   backstop(m)
-  return summary(m, 'ok')
+  local reply = summary(m, 'ok')
+  reply[#reply + 1] = tostring(depth)
+  return reply
+end
+
+if op == 'unfork' then
+  -- ARGV: the fork's name. It no longer reads through this stream; a stream gone while
+  -- it did is dropped with its last fork.
+  local m = fields()
+  if not m then return {'notfound'} end
+  redis.call('SREM', forks, ARGV[3])
+  if fork_count() == 0 and m.gone == '1' then
+    drop()
+    return {'dropped', m.from or ''}
+  end
+  backstop(m)
+  return {'ok'}
 end
 
 local m = current()
 if not m then return {'notfound'} end
 
 if op == 'head' then
-  if m.gone == '1' then return {'gone'} end
+  if m.gone == '1' then return {'gone', unpack(redis.call('SRANDMEMBER', forks, 100))} end
   return summary(m, 'ok')
 end
 
@@ -152,7 +170,9 @@ if op == 'read' then
   local reply = summary(m, 'ok')
   reply[#reply + 1] = m.from or ''
   reply[#reply + 1] = m.foff or ''
-  for _, entry in ipairs(redis.call('XRANGE', data, first, last, 'COUNT', ARGV[6])) do
+  local entries = {} -- COUNT 0 answers nil, not an empty array
+  if tonumber(ARGV[6]) > 0 then entries = redis.call('XRANGE', data, first, last, 'COUNT', ARGV[6]) end
+  for _, entry in ipairs(entries) do
     reply[#reply + 1] = entry[1]
     reply[#reply + 1] = entry[2][2]
   end
@@ -163,10 +183,11 @@ if op == 'delete' then
   -- ARGV: the publish command (readers waiting on the stream wake and find it gone).
   if m.gone == '1' then return {'gone'} end
   redis.call(ARGV[3], live, '1\n' .. m.tail .. '\n0\nds\n')
-  if tonumber(m.forks or '0') > 0 then
+  if fork_count() > 0 then
     redis.call('HSET', meta, 'gone', '1')
+    m.gone = '1'
     backstop(m)
-    return {'deleted', ''}
+    return {'kept', unpack(redis.call('SRANDMEMBER', forks, 100))}
   end
   drop()
   return {'deleted', m.from or ''}
@@ -221,3 +242,11 @@ if op == 'append' then
 end
 
 return redis.error_reply('ERR unknown durable stream operation ' .. tostring(op))
+end
+
+local reply = main()
+if dropped_from and type(reply) == 'table' and not reply.err then
+  reply[#reply + 1] = '\0unfork'
+  reply[#reply + 1] = dropped_from
+end
+return reply
