@@ -21,52 +21,30 @@ from hub.broker.commands import Arg, Script
 from hub.broker.redis import RedisBroker
 from hub.delivery.fanout import FanOut
 from hub.durable import jsonmode, offsets
+from hub.durable.redis_forks import Forks
+from hub.durable.replies import messages, offset_at, position, snapshot, text
 from hub.durable.store import (
-    MAX_FORK_DEPTH,
     PAGE,
     Appended,
     Config,
     ConfigConflict,
     ContentTypeMismatch,
-    ForkTooDeep,
-    Message,
     Producer,
     ProducerResult,
     Read,
     SeqConflict,
     Snapshot,
-    SourceNotFound,
     Store,
     StreamGone,
     StreamNotFound,
     Verdict,
     expiry_of,
-    forked,
     is_json,
     media_type,
-    sub_offset_prefix,
 )
 
 _SCRIPT = Script(files("hub.durable").joinpath("lua", "stream.lua").read_text())
 _UNFORK = b"\0unfork"  # a reply's marker: the call dropped an expired fork of this source
-
-
-def position(offset: str) -> int:
-    return int(offset.split("_", 1)[1])
-
-
-def offset_at(pos: int) -> str:
-    return f"{0:016d}_{pos:016d}"
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _snapshot(reply: list[Any]) -> Snapshot:
-    _, tail, closed, content_type, ttl, expires_at = (_text(v) for v in reply[:6])
-    config = Config(content_type, int(ttl) if ttl else None, expires_at or None, closed == "1")
-    return Snapshot(config, offset_at(int(tail)), closed == "1")
 
 
 class _Wake:
@@ -90,6 +68,7 @@ class RedisStore(Store):
         self._broker = broker
         self._fanout = fanout
         self._clock = clock
+        self._forks = Forks(self._run)
 
     def _channel(self, name: str) -> str:
         return f"ds:{name}"
@@ -109,28 +88,28 @@ class RedisStore(Store):
         reply: list[Any] = await self._broker.run(_SCRIPT, names, [args[0], now, *args[1:]], write)
         if len(reply) >= 2 and reply[-2] == _UNFORK:
             # The call dropped `name`, an expired fork: its source is told in its own slot.
-            source, reply = _text(reply[-1]), reply[:-2]
-            await self._unfork(source, name)
+            source, reply = text(reply[-1]), reply[:-2]
+            await self._forks.unfork(source, name)
         return reply
 
     async def create(self, name: str, config: Config, initial: bytes) -> tuple[bool, Snapshot]:
         depth, prefix = 0, b""
         if config.forked_from is not None:
-            config, depth, prefix = await self._fork(name, config)
+            config, depth, prefix = await self._forks.fork(name, config)
         try:
             reply = await self._create(name, config, depth, prefix, initial)
-            if _text(reply[0]) == "gone" and await self._prune(name, reply[1:]):
+            if text(reply[0]) == "gone" and await self._forks.prune(name, reply[1:]):
                 reply = await self._create(name, config, depth, prefix, initial)  # it was freed
         finally:
             if config.forked_from is not None:
                 # Counted as a fork before it was made: forgotten again if it was not.
-                await self._prune(config.forked_from, [name])
-        status = _text(reply[0])
+                await self._forks.prune(config.forked_from, [name])
+        status = text(reply[0])
         if status == "gone":
             raise StreamGone(name)
         if status == "conflict":
             raise ConfigConflict(name)
-        return status == "created", _snapshot(reply)
+        return status == "created", snapshot(reply)
 
     async def _create(
         self, name: str, config: Config, depth: int, prefix: bytes, initial: bytes
@@ -159,75 +138,16 @@ class RedisStore(Store):
             *chunks,
         )
 
-    async def _fork(self, name: str, config: Config) -> tuple[Config, int, bytes]:
-        """The fork's config completed from its source (which counts `name` among its forks
-        from now on), its depth, and what it keeps of an append it forks inside."""
-        assert config.forked_from is not None
-        source_name = config.forked_from
-        reply = await self._run(source_name, "fork", name)
-        status = _text(reply[0])
-        if status == "notfound":
-            raise SourceNotFound(source_name)
-        if status == "gone":
-            raise StreamGone(source_name)
-        if status == "toodeep":
-            raise ForkTooDeep(source_name)
-        try:
-            completed = forked(config, _snapshot(reply))
-            prefix = b""
-            if config.fork_sub_offset:
-                assert completed.fork_offset is not None
-                following = await self._following(source_name, completed.fork_offset)
-                prefix = sub_offset_prefix(completed, following)
-        except BaseException:
-            await self._prune(source_name, [name])
-            raise
-        return completed, int(_text(reply[6])) + 1, prefix
-
-    async def _prune(self, name: str, forks: list[Any]) -> bool:
-        """Forgets those of `forks` that do not exist (any more, or not yet: a create that
-        failed) among the forks of `name`; True when that dropped `name` (it was gone, and
-        they were its last). Counting a fork too many is safe (this undoes it); too few
-        would drop bytes a fork reads."""
-        freed = False
-        for fork in (_text(f) for f in forks):
-            reply = await self._run(fork, "read", "", "1", "", 0)  # no bytes, nothing renewed
-            if _text(reply[0]) == "notfound" or _text(reply[6]) != name:
-                freed = await self._unfork(name, fork) or freed
-        return freed
-
-    async def _following(self, name: str, offset: str) -> list[Message]:
-        """The messages of stream `name` after `offset`, inherited ones included."""
-        after = str(position(offset))
-        reply = await self._run(name, "read", after, "1", "", PAGE + 1)
-        if _text(reply[0]) != "ok":
-            return []
-        return await self._inherited(reply, offset, None) + _messages(reply[8:])
-
-    async def _unfork(self, source_name: str, fork: str) -> bool:
-        """`fork` no longer reads through `source_name`; a source gone meanwhile is dropped,
-        and its own source told in turn. True when `source_name` was dropped."""
-        current, dropped = source_name, False
-        for _ in range(MAX_FORK_DEPTH + 1):
-            reply = await self._run(current, "unfork", fork)
-            if _text(reply[0]) != "dropped":
-                return dropped
-            dropped = dropped or current == source_name
-            fork, current = current, _text(reply[1])
-            if not current:
-                return dropped
-        return dropped
-
     async def head(self, name: str) -> Snapshot | None:
         reply = await self._run(name, "head")
-        status = _text(reply[0])
+        status = text(reply[0])
         if status == "notfound":
             return None
         if status == "gone":
-            if await self._prune(name, reply[1:]):
+            if await self._forks.prune(name, reply[1:]):
                 return None  # its forks were all gone too: it is no more
             raise StreamGone(name)
-        return _snapshot(reply)
+        return snapshot(reply)
 
     async def append(
         self,
@@ -264,29 +184,14 @@ class RedisStore(Store):
     async def read(self, name: str, offset: str) -> Read:
         after = "" if offset == offsets.START else str(position(offset))
         reply = await self._run(name, "read", after, "0", "", PAGE + 1)
-        status = _text(reply[0])
+        status = text(reply[0])
         if status == "notfound":
             raise StreamNotFound(name)
         if status == "gone":
             raise StreamGone(name)
-        snapshot = _snapshot(reply)
-        found = await self._inherited(reply, offset, None) + _messages(reply[8:])
-        return Read(found[:PAGE], snapshot.tail, snapshot.closed, len(found) > PAGE)
-
-    async def _inherited(self, reply: list[Any], offset: str, cap: str | None) -> list[Message]:
-        """What a stream (its read `reply`) inherits after `offset` from its source, up to
-        its fork offset (and `cap`), through every source in turn."""
-        source, fork_offset = _text(reply[6]), _text(reply[7])
-        if not source or (offset != offsets.START and position(offset) >= int(fork_offset)):
-            return []
-        limit = int(fork_offset) if cap is None else min(int(fork_offset), position(cap))
-        after = "" if offset == offsets.START else str(position(offset))
-        # As a fork reads its source: gone or not, renewing nothing.
-        upstream = await self._run(source, "read", after, "1", str(limit), PAGE + 1)
-        if _text(upstream[0]) != "ok":
-            return []
-        inherited = await self._inherited(upstream, offset, offset_at(limit))
-        return inherited + _messages(upstream[8:])
+        now = snapshot(reply)
+        found = await self._forks.inherited(reply, offset, None) + messages(reply[8:])
+        return Read(found[:PAGE], now.tail, now.closed, len(found) > PAGE)
 
     async def wait(self, name: str, offset: str, timeout: float) -> Read:
         channel, wake = self._channel(name), _Wake()
@@ -315,29 +220,22 @@ class RedisStore(Store):
 
     async def delete(self, name: str) -> bool:
         reply = await self._run(name, "delete", self._broker.publish_command)
-        status = _text(reply[0])
+        status = text(reply[0])
         if status == "gone":
             raise StreamGone(name)
         if status == "notfound":
             return False
         if status == "kept":  # forks read through it: gone, unless they are all gone too
-            await self._prune(name, reply[1:])
+            await self._forks.prune(name, reply[1:])
             return True
-        source = _text(reply[1])
+        source = text(reply[1])
         if source:
-            await self._unfork(source, name)
+            await self._forks.unfork(source, name)
         return True
 
 
-def _messages(flat: list[Any]) -> list[Message]:
-    return [
-        Message(bytes(flat[i + 1]), offset_at(int(_text(flat[i]).split("-", 1)[0])))
-        for i in range(0, len(flat), 2)
-    ]
-
-
 def _appended(name: str, reply: list[Any], producer: Producer | None, wrote: bool) -> Appended:
-    status = _text(reply[0])
+    status = text(reply[0])
     if status == "notfound":
         raise StreamNotFound(name)
     if status == "gone":
@@ -346,18 +244,18 @@ def _appended(name: str, reply: list[Any], producer: Producer | None, wrote: boo
         raise ContentTypeMismatch(name)
     if status == "seqconflict":
         raise SeqConflict(name)
-    tail = offset_at(int(_text(reply[1])))
+    tail = offset_at(int(text(reply[1])))
     if status == "ok":
         accepted = ProducerResult(Verdict.ACCEPTED) if producer else None
-        return Appended(tail, _text(reply[2]) == "1", wrote, accepted)
+        return Appended(tail, text(reply[2]) == "1", wrote, accepted)
     if status == "closed":
         return Appended(tail, True, False, None, refused_closed=True)
     if status == "duplicate_closed":
         return Appended(
-            tail, True, False, ProducerResult(Verdict.DUPLICATE, last_seq=int(_text(reply[2])))
+            tail, True, False, ProducerResult(Verdict.DUPLICATE, last_seq=int(text(reply[2])))
         )
     verdict = Verdict(status)
-    numbers = [int(_text(v)) for v in reply[2:]]
+    numbers = [int(text(v)) for v in reply[2:]]
     result = {
         Verdict.DUPLICATE: lambda: ProducerResult(verdict, last_seq=numbers[0]),
         Verdict.STALE_EPOCH: lambda: ProducerResult(verdict, current_epoch=numbers[0]),
