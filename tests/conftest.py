@@ -72,8 +72,11 @@ def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCl
 
 @pytest.fixture(scope="session")
 def shared_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSetup]:
-    """One Sentinel set-up for the session's behaviour tests."""
-    setup = SentinelSetup(tmp_path_factory.mktemp("sentinel"))
+    """One Sentinel set-up for the session's behaviour tests (failover tests start their
+    own). Its primary is failed over only after 20 s of silence: a loaded CI machine can
+    stall a primary for 2 s, and a failover under a behaviour test that does not expect
+    one fails it (writes acknowledged without HUB_REPLICAS_ACK may be lost)."""
+    setup = SentinelSetup(tmp_path_factory.mktemp("sentinel"), down_after_ms=20000)
     try:
         setup.start()
         yield setup

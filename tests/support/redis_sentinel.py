@@ -128,6 +128,7 @@ class SentinelNode(ConfiguredProcess):
         quorum: int,
         data_password: str | None = None,
         password: str | None = None,
+        down_after_ms: int = 2000,
     ) -> None:
         super().__init__(
             directory,
@@ -141,7 +142,7 @@ class SentinelNode(ConfiguredProcess):
                 # a second, so at 1 s it may find it down and, its peers' "down" answers
                 # about the old primary counting for 5 s, fail it over again at once
                 # (1 run in ~10 on Redis 7.0).
-                f"sentinel down-after-milliseconds {MASTER_NAME} 2000",
+                f"sentinel down-after-milliseconds {MASTER_NAME} {down_after_ms}",
                 f"sentinel failover-timeout {MASTER_NAME} 5000",
                 f"sentinel parallel-syncs {MASTER_NAME} 1",
             ],
@@ -187,8 +188,10 @@ class SentinelSetup:
         sentinels: int = 3,
         password: str | None = None,
         sentinels_ask: bool = False,
+        down_after_ms: int = 2000,
     ) -> None:
-        """`password`: the data nodes ask for it; `sentinels_ask`: the sentinels too."""
+        """`password`: the data nodes ask for it; `sentinels_ask`: the sentinels too;
+        `down_after_ms`: how long a silent primary takes to be failed over."""
         self.password = password
         ports = free_ports(1 + replicas + sentinels)
         primary = DataNode(directory / "data0", ports.pop(), password=password)
@@ -204,6 +207,7 @@ class SentinelSetup:
                 sentinels // 2 + 1,
                 data_password=password,
                 password=password if sentinels_ask else None,
+                down_after_ms=down_after_ms,
             )
             for i in range(sentinels)
         ]
