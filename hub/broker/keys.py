@@ -21,6 +21,14 @@ class Keys:
         """Hash with the channel's `epoch` and `top` (last offset)."""
         return f"{self.prefix}{{{channel}}}:m"
 
+    def producers(self, channel: str) -> str:
+        """A durable stream's idempotent producers (hash: id -> epoch:seq:updated)."""
+        return f"{self.prefix}{{{channel}}}:p"
+
+    def forks(self, channel: str) -> str:
+        """The names of the forks that read through a durable stream (a set)."""
+        return f"{self.prefix}{{{channel}}}:f"
+
     def live(self, channel: str) -> str:
         """The pub/sub channel that carries new entries."""
         return f"{self.prefix}{{{channel}}}"

@@ -26,13 +26,9 @@ class Receiver(Protocol):
     def request_resync(self) -> None: ...
 
 
-class Router(Protocol):
+class Router(Receiver, Protocol):
     """Takes a channel's live entries for the streams it indexes (a protocol front-end's
     streams, matched by what they select rather than by channel)."""
-
-    def offer(self, channel: str, epoch: int, entry: Entry) -> None: ...
-
-    def request_resync(self) -> None: ...
 
     def add(self, sub: Subscription) -> None: ...
 

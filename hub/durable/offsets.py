@@ -38,6 +38,15 @@ def requested(offset: str) -> str | None:
     return offset if offset in (START, NOW) else canonical(offset)
 
 
+def position(offset: str) -> int:
+    """Where in the stream an offset is (its second part)."""
+    return int(offset.split("_", 1)[1])
+
+
+def offset_at(pos: int) -> str:
+    return f"{0:016d}_{pos:016d}"
+
+
 def advance(offset: str, size: int) -> str:
     """The offset after a message of `size` bytes stored at `offset`."""
     read_seq, position = (int(part) for part in offset.split("_"))

@@ -21,8 +21,9 @@ from hub.broker.commands import Arg, Script
 from hub.broker.redis import RedisBroker
 from hub.delivery.fanout import FanOut
 from hub.durable import jsonmode, offsets
+from hub.durable.offsets import offset_at, position
 from hub.durable.redis_forks import Forks
-from hub.durable.replies import messages, offset_at, position, snapshot, text
+from hub.durable.replies import messages, snapshot, text
 from hub.durable.store import (
     PAGE,
     Appended,
@@ -79,9 +80,9 @@ class RedisStore(Store):
         names = [
             keys.meta(channel),
             keys.stream(channel),
-            f"{keys.prefix}{{{channel}}}:p",
+            keys.producers(channel),
             keys.live(channel),
-            f"{keys.prefix}{{{channel}}}:f",
+            keys.forks(channel),
         ]
         now = int(self._clock() * 1000)
         write = args[0] not in ("head", "read")  # writes wait for HUB_REPLICAS_ACK replicas

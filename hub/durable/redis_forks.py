@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from hub.durable import offsets
-from hub.durable.replies import messages, offset_at, position, snapshot, text
+from hub.durable.offsets import offset_at, position
+from hub.durable.replies import messages, snapshot, text
 from hub.durable.store import (
     MAX_FORK_DEPTH,
     PAGE,

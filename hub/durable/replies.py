@@ -1,19 +1,11 @@
-"""Reading the replies of `lua/stream.lua`: positions and offsets, a stream's summary,
-its messages."""
+"""Reading the replies of `lua/stream.lua`: a stream's summary, its messages."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from hub.durable.offsets import offset_at
 from hub.durable.store import Config, Message, Snapshot
-
-
-def position(offset: str) -> int:
-    return int(offset.split("_", 1)[1])
-
-
-def offset_at(pos: int) -> str:
-    return f"{0:016d}_{pos:016d}"
 
 
 def text(value: Any) -> str:

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from hub.durable import jsonmode
+from hub.durable import jsonmode, offsets
 
 # Idempotent producers are remembered this long after their last append.
 PRODUCER_TTL = 7 * 24 * 3600.0
@@ -198,7 +198,7 @@ def forked(config: Config, source: Snapshot) -> Config:
     if media_type(content_type) != media_type(source.config.content_type):
         raise ContentTypeMismatch(source.config.content_type)
     fork_offset = config.fork_offset or source.tail
-    if _position(fork_offset) > _position(source.tail):
+    if offsets.position(fork_offset) > offsets.position(source.tail):
         raise InvalidForkOffset(fork_offset)
     ttl, expires_at = config.ttl, config.expires_at
     if ttl is None and expires_at is None:
@@ -229,10 +229,6 @@ def sub_offset_prefix(config: Config, following: list[Message]) -> bytes:
     if count > len(first):
         raise InvalidForkOffset("the sub-offset is past the append's bytes")
     return first[:count]
-
-
-def _position(offset: str) -> int:
-    return int(offset.split("_", 1)[1])
 
 
 class Store(ABC):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
+from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.typedefs import Handler
 from aiohttp.web import BaseRequest, StreamResponse
 
 from hub.logs import redact
@@ -25,3 +29,21 @@ class AccessLogger(AbstractAccessLogger):
         log_access(
             self.logger, request.remote, request.method, request.path_qs, response.status, time
         )
+
+
+_ACCESS = logging.getLogger("aiohttp.access")
+
+
+@web.middleware
+async def streams_left_logged(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A stream served by aiohttp whose client leaves gets its access line too: aiohttp
+    cancels the handler and logs none. Only streaming answers (200) have written their
+    head before the handler ends, so a cancelled handler with output is one of them."""
+    started = time.monotonic()
+    try:
+        return await handler(request)
+    except asyncio.CancelledError:
+        if request.writer.output_size > 0:
+            seconds = time.monotonic() - started
+            log_access(_ACCESS, request.remote, request.method, request.path_qs, 200, seconds)
+        raise

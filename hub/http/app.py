@@ -16,6 +16,7 @@ from hub.delivery.reasons import Close
 from hub.durable.memory import MemoryStore
 from hub.durable.redis import RedisStore
 from hub.http import demo, events, health, openapi, publish
+from hub.http.accesslog import streams_left_logged
 from hub.http.body import expect_continue
 from hub.http.cors import Cors
 from hub.http.durable_routes import install as install_durable
@@ -43,7 +44,7 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
     )
     broker.on_reconnect = hub.metrics.broker_reconnects.inc
     app = web.Application(
-        middlewares=[problem_middleware],
+        middlewares=[streams_left_logged, problem_middleware],
         client_max_size=settings.max_body_bytes,
         # Long query strings reach the handler, which answers with a problem+json 400.
         handler_args={"max_line_size": MAX_REQUEST_LINE},

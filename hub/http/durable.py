@@ -7,8 +7,8 @@ the stream; a subscriber token whose `streams` claim matches may read it.
 
 from __future__ import annotations
 
+import base64
 import re
-from typing import Any
 
 from aiohttp import web
 
@@ -24,6 +24,7 @@ from hub.durable.store import (
     ForkTooDeep,
     InvalidForkOffset,
     Producer,
+    ProducerResult,
     SeqConflict,
     Snapshot,
     SourceNotFound,
@@ -70,14 +71,9 @@ BROWSER_HEADERS = {
 
 
 class DurableError(HubError):
-    """A refusal with the status and headers the protocol gives it (`DurableError(409, …)`
-    is a `_Conflict`)."""
+    """A refusal with the headers the protocol gives it; `refusal` picks the status."""
 
-    def __new__(cls, status: int, detail: str, headers: dict[str, str] | None = None) -> Any:
-        kind = _BY_STATUS.get(status, cls) if cls is DurableError else cls
-        return super().__new__(kind)
-
-    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self._headers = headers or {}
 
@@ -119,12 +115,16 @@ _BY_STATUS: dict[int, type[DurableError]] = {
 }
 
 
+def refusal(status: int, detail: str, headers: dict[str, str] | None = None) -> DurableError:
+    return _BY_STATUS[status](detail, headers)
+
+
 def name_of(request: web.Request) -> str:
     """The stream's name: UTF-8 text without control characters, 1,024 characters at most
     (it becomes Redis keys and a pub/sub channel)."""
     name = request.match_info["name"]
     if len(name) > _MAX_NAME or not text_ok(name):
-        raise DurableError(400, "a stream name is UTF-8 text of 1-1024 characters")
+        raise refusal(400, "a stream name is UTF-8 text of 1-1024 characters")
     return name
 
 
@@ -155,10 +155,10 @@ def authorize(request: web.Request, write: bool, name: str | None = None) -> Non
         claims = hub.subscriber_tokens.claims(token.strip())
         grants = claims.get("streams", [])
         if not isinstance(grants, list) or not allowed(name, [str(g) for g in grants]):
-            raise DurableError(403, f"the token does not allow reading {name!r}") from None
+            raise refusal(403, f"the token does not allow reading {name!r}") from None
         return
     if not allowed(stream, publisher.grants):
-        raise DurableError(403, f"the token does not allow {stream!r}")
+        raise refusal(403, f"the token does not allow {stream!r}")
 
 
 def tail_headers(snapshot: Snapshot) -> dict[str, str]:
@@ -179,13 +179,13 @@ async def create(request: web.Request) -> web.Response:
     ttl_header = request.headers.get("Stream-TTL")
     expires_at = request.headers.get("Stream-Expires-At")
     if ttl_header is not None and expires_at is not None:
-        raise DurableError(400, "give Stream-TTL or Stream-Expires-At, not both")
+        raise refusal(400, "give Stream-TTL or Stream-Expires-At, not both")
     if ttl_header is not None and not (
         _INTEGER.fullmatch(ttl_header) and int(ttl_header) <= _MAX_TTL
     ):
-        raise DurableError(400, "Stream-TTL must be a whole number of seconds, ten years at most")
+        raise refusal(400, "Stream-TTL must be a whole number of seconds, ten years at most")
     if expires_at is not None and expiry_of(expires_at) is None:
-        raise DurableError(400, "Stream-Expires-At must be an RFC 3339 timestamp")
+        raise refusal(400, "Stream-Expires-At must be an RFC 3339 timestamp")
     ttl = int(ttl_header) if ttl_header is not None else None
     closed = request.headers.get("Stream-Closed") == "true"
     config = Config(content_type, ttl, expires_at, closed, forked_from, fork_offset, sub_offset)
@@ -208,17 +208,17 @@ def _fork(request: web.Request) -> tuple[str | None, str | None, int]:
     sub_offset = request.headers.get("Stream-Fork-Sub-Offset")
     if sub_offset is not None:
         if source is None:
-            raise DurableError(400, "Stream-Fork-Sub-Offset needs Stream-Forked-From")
+            raise refusal(400, "Stream-Fork-Sub-Offset needs Stream-Forked-From")
         if not _INTEGER.fullmatch(sub_offset) or int(sub_offset) > _SAFE_INTEGER:
-            raise DurableError(400, "Stream-Fork-Sub-Offset must be a whole number")
+            raise refusal(400, "Stream-Fork-Sub-Offset must be a whole number")
     if offset is not None:
         offset = offsets.canonical(offset)
         if offset is None:
-            raise DurableError(400, "Stream-Fork-Offset is not an offset")
+            raise refusal(400, "Stream-Fork-Offset is not an offset")
     if source is None:
         return None, None, 0
     if not source.startswith(PREFIX) or len(source) == len(PREFIX):
-        raise DurableError(404, "no such source stream")
+        raise refusal(404, "no such source stream")
     return source[len(PREFIX) :], offset, int(sub_offset or 0)
 
 
@@ -245,15 +245,13 @@ async def delete(request: web.Request) -> web.Response:
     try:
         deleted = await request.app[STORE].delete(name_of(request))
     except StreamGone:
-        raise DurableError(410, "the stream is gone") from None
+        raise refusal(410, "the stream is gone") from None
     if not deleted:
-        raise DurableError(404, "no such stream")
+        raise refusal(404, "no such stream")
     return web.Response(status=204)
 
 
 def etag(name: str, start: str, end: str, closed: bool) -> str:
-    import base64
-
     tag = base64.b64encode(name.encode()).decode()
     return f'"{tag}:{start}:{end}{":c" if closed else ""}"'
 
@@ -264,13 +262,13 @@ def _producer(request: web.Request) -> Producer | None:
         return None
     producer_id, epoch, seq = values
     if producer_id is None or epoch is None or seq is None:
-        raise DurableError(400, "Producer-Id, Producer-Epoch and Producer-Seq go together")
+        raise refusal(400, "Producer-Id, Producer-Epoch and Producer-Seq go together")
     if not producer_id or len(producer_id) > _MAX_TOKEN_TEXT or not text_ok(producer_id):
-        raise DurableError(400, "Producer-Id must be printable UTF-8 text of 1-256 characters")
+        raise refusal(400, "Producer-Id must be printable UTF-8 text of 1-256 characters")
     numbers = []
     for name, value in (("Producer-Epoch", epoch), ("Producer-Seq", seq)):
         if not _STRICT.fullmatch(value) or int(value) > _SAFE_INTEGER:
-            raise DurableError(400, f"{name} must be a non-negative integer")
+            raise refusal(400, f"{name} must be a non-negative integer")
         numbers.append(int(value))
     return Producer(producer_id, numbers[0], numbers[1])
 
@@ -281,15 +279,15 @@ async def append(request: web.Request) -> web.Response:
     close = request.headers.get("Stream-Closed") == "true"
     body = await read_body_within(request, request.app[HUB].settings.max_body_bytes, BODY_TIMEOUT)
     if not body and not close:
-        raise DurableError(400, "an append needs a body")
+        raise refusal(400, "an append needs a body")
     content_type = request.headers.get("Content-Type")
     if body and not content_type:
-        raise DurableError(400, "an append needs a Content-Type")
+        raise refusal(400, "an append needs a Content-Type")
     seq = request.headers.get("Stream-Seq")
     if seq is not None and (len(seq) > _MAX_TOKEN_TEXT or not text_ok(seq)):
-        raise DurableError(400, "Stream-Seq must be printable UTF-8 text of 256 characters at most")
+        raise refusal(400, "Stream-Seq must be printable UTF-8 text of 256 characters at most")
     if content_type is not None and not text_ok(content_type):
-        raise DurableError(400, "the Content-Type is not text")
+        raise refusal(400, "the Content-Type is not text")
     try:
         result = await request.app[STORE].append(
             name_of(request),
@@ -328,7 +326,7 @@ _APPEND_REFUSALS: Refusals = {
 
 def _refusal(exc: Exception, refusals: Refusals) -> DurableError:
     status, detail = refusals[type(exc)]
-    return DurableError(status, detail or str(exc))
+    return refusal(status, detail or str(exc))
 
 
 def _appended(result: Appended, producer: Producer | None, close_only: bool) -> web.Response:
@@ -339,33 +337,29 @@ def _appended(result: Appended, producer: Producer | None, close_only: bool) -> 
     if result.refused_closed:
         if close_only and producer is None:
             return web.Response(status=204, headers=headers)  # closing again: done already
-        raise DurableError(409, "the stream is closed", headers)
+        raise refusal(409, "the stream is closed", headers)
     if producer is not None:
         headers["Producer-Epoch"] = str(producer.epoch)
         headers["Producer-Seq"] = str(producer.seq)
     if verdict is None or verdict.verdict is Verdict.ACCEPTED:
         status = 200 if producer is not None and not close_only else 204
         return web.Response(status=status, headers=headers)
-    return _refused(verdict.verdict, verdict, producer, headers)
+    return _refused(verdict, headers)
 
 
-def _refused(
-    kind: Verdict, verdict: Any, producer: Producer | None, headers: dict[str, str]
-) -> web.Response:
+def _refused(verdict: ProducerResult, headers: dict[str, str]) -> web.Response:
+    """A producer request not appended: a duplicate (done already), or refused."""
+    kind = verdict.verdict
     if kind is Verdict.DUPLICATE:
         headers["Producer-Seq"] = str(verdict.last_seq)
         return web.Response(status=204, headers=headers)
     if kind is Verdict.STALE_EPOCH:
-        raise DurableError(
-            403, "a newer producer epoch exists", {"Producer-Epoch": str(verdict.current_epoch)}
-        )
+        epoch = {"Producer-Epoch": str(verdict.current_epoch)}
+        raise refusal(403, "a newer producer epoch exists", epoch)
     if kind is Verdict.INVALID_EPOCH_SEQ:
-        raise DurableError(400, "a new epoch starts at Producer-Seq 0")
-    raise DurableError(
-        409,
-        "a producer sequence gap",
-        {
-            "Producer-Expected-Seq": str(verdict.expected_seq),
-            "Producer-Received-Seq": str(verdict.received_seq),
-        },
-    )
+        raise refusal(400, "a new epoch starts at Producer-Seq 0")
+    gap = {
+        "Producer-Expected-Seq": str(verdict.expected_seq),
+        "Producer-Received-Seq": str(verdict.received_seq),
+    }
+    raise refusal(409, "a producer sequence gap", gap)

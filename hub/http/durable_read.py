@@ -14,10 +14,10 @@ from hub.durable import jsonmode, offsets
 from hub.durable.store import Read, StreamGone, StreamNotFound, is_json, media_type
 from hub.http.durable import (
     STORE,
-    DurableError,
     authorize,
     etag,
     name_of,
+    refusal,
 )
 from hub.http.state import HUB
 
@@ -31,10 +31,10 @@ def _offset(request: web.Request) -> str | None:
     if not given:
         return None
     if len(given) > 1:
-        raise DurableError(400, "one offset per request")
+        raise refusal(400, "one offset per request")
     offset = offsets.requested(given[0])
     if offset is None:
-        raise DurableError(400, "the offset is not one this hub gave out, -1 or now")
+        raise refusal(400, "the offset is not one this hub gave out, -1 or now")
     return offset
 
 
@@ -48,14 +48,14 @@ async def read(request: web.Request) -> web.StreamResponse:
     offset = _offset(request)
     live = request.query.get("live")
     if live in ("long-poll", "sse") and offset is None:
-        raise DurableError(400, f"live={live} needs an offset")
+        raise refusal(400, f"live={live} needs an offset")
     store, name = request.app[STORE], name_of(request)
     try:
         snapshot = await store.head(name)
     except StreamGone:
-        raise DurableError(410, "the stream is gone") from None
+        raise refusal(410, "the stream is gone") from None
     if snapshot is None:
-        raise DurableError(404, "no such stream")
+        raise refusal(404, "no such stream")
     content_type = snapshot.config.content_type
     if live == "sse":
         start = snapshot.tail if offset == offsets.NOW else offset or offsets.START
@@ -80,9 +80,9 @@ async def read(request: web.Request) -> web.StreamResponse:
                 return waited
             found = waited
     except StreamGone:
-        raise DurableError(410, "the stream is gone") from None
+        raise refusal(410, "the stream is gone") from None
     except StreamNotFound:
-        raise DurableError(404, "no such stream") from None
+        raise refusal(404, "no such stream") from None
     return _caught_up(request, offset, found, content_type)
 
 

@@ -4,8 +4,6 @@ hub's engine (`hub.mercure`)."""
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 
 from aiohttp import web
 
@@ -14,7 +12,6 @@ from hub.delivery.admission import Opening
 from hub.delivery.publishing import counted
 from hub.delivery.stream import open_stream, send_timeout
 from hub.errors import BadRequest, BrokerUnavailable, UnsupportedMediaType
-from hub.http.accesslog import log_access
 from hub.http.body import expect_continue, read_body_within
 from hub.http.events import ResponseSink
 from hub.http.state import HUB, Hub
@@ -25,7 +22,6 @@ from hub.mercure.update import LOG, parse_form
 MERCURE = web.AppKey("mercure", Mercure)
 FORM = "application/x-www-form-urlencoded"
 PATH = "/.well-known/mercure"
-_ACCESS = logging.getLogger("aiohttp.access")
 # A publish form must be all there within this many seconds.
 BODY_TIMEOUT = 10.0
 
@@ -68,16 +64,7 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
     )
     user = "mercure" if grants.publish or grants.subscribe else "mercure-anonymous"
     opening = Opening(Subscriber(user, (), grants.expires_at), (LOG,), start)
-    started = time.monotonic()
-    try:
-        await open_stream(hub, opening, sink, sub)
-    except asyncio.CancelledError:
-        # The client left and aiohttp cancelled the handler: it logs no access line for
-        # it, so this does.
-        if sink.response.prepared:
-            seconds = time.monotonic() - started
-            log_access(_ACCESS, request.remote, "GET", request.path_qs, 200, seconds)
-        raise
+    await open_stream(hub, opening, sink, sub)
     return sink.response
 
 

@@ -5,17 +5,14 @@ halfway, resumes from the offset it kept, and shows the answer whole, nothing tw
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import aiohttp
-import pytest
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page
 
 from hub.auth.verify import mint
 from tests.support.hub_process import HubProcess
 from tests.support.hubs import PUBLISHER_KEY, SUBSCRIBER_KEY, StartHub
 from tests.support.redis_server import RedisServer
-from tests.system.test_browser import CHROMIUM, FLAGS
 
 WAIT_MS = 20000
 CHUNKS = [
@@ -32,16 +29,6 @@ CHUNKS = [
 WRITER = {
     "Authorization": f"Bearer {mint(PUBLISHER_KEY, 'HS256', sub='llm', publish=['stream:*'])}"
 }
-
-
-@pytest.fixture
-async def page() -> AsyncIterator[Page]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            yield await browser.new_page()
-        finally:
-            await browser.close()
 
 
 async def _append(hub: HubProcess, path: str, text: str, close: bool = False) -> None:

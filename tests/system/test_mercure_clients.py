@@ -14,19 +14,16 @@ from __future__ import annotations
 import asyncio
 import queue
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from mercure_publisher import MercureConfig, MercurePublisher
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page
 from pymercure.consumer import Consumer
 
 from tests.support.hub_process import HubProcess
 from tests.support.hubs import StartHub
 from tests.support.mercure import MERCURE_KEY, classic_token
 from tests.support.redis_server import RedisServer, free_port
-from tests.system.test_browser import CHROMIUM, FLAGS
 
 WAIT_MS = 20000
 BOOKS = "https://example.com/books/{id}"
@@ -74,16 +71,6 @@ async def _publish(hub: HubProcess, topic: str, data: str, **fields: Any) -> str
             return str(publisher.publish(topic=topic, data=data, **fields))
 
     return await asyncio.to_thread(send)
-
-
-@pytest.fixture
-async def page() -> AsyncIterator[Page]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            yield await browser.new_page()
-        finally:
-            await browser.close()
 
 
 async def _received(page: Page, data: str) -> list[dict[str, str]]:

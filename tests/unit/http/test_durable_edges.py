@@ -6,6 +6,7 @@ stores, bounded bodies and SSE connections."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -173,3 +174,20 @@ async def test_an_sse_connection_ends_after_its_lifetime_even_when_busy(
     finally:
         stop.set()
         await busy
+
+
+async def test_an_sse_read_the_client_leaves_has_its_access_line(
+    hub: HubClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    await _call(hub, "PUT", "l/s", data=b"x")
+    path = "/v1/stream/l/s?offset=-1&live=sse"
+    async with hub.client.get(path, headers=TEXT) as response:
+        await response.content.readuntil(b"event: control")  # the stream is on the wire
+
+    def logged() -> bool:
+        return any(path in r.getMessage() and " 200 " in r.getMessage() for r in caplog.records)
+
+    async with asyncio.timeout(10):
+        while not logged():
+            await asyncio.sleep(0.02)
